@@ -5,8 +5,11 @@
  *
  * Results: O365_OK only after a tagged OK carrying our tag.  O365_E_AUTH: the
  * server said NO to the credentials (LOGIN / AUTHENTICATE), which includes
- * Exchange Online's "NO LOGIN failed.".  O365_E_TEMP: NO with
- * [UNAVAILABLE] / [SERVERBUG] / [INUSE] / [LIMIT], or a BYE.  O365_E_PROTO: a
+ * Exchange Online's "NO LOGIN failed." and NO [CONTACTADMIN] (an account an
+ * administrator must fix).  O365_E_TEMP: NO with [UNAVAILABLE] / [SERVERBUG] /
+ * [INUSE] / [LIMIT], or a BYE before our tagged reply.  O365_E_PERM: LOGIN
+ * while the server advertises LOGINDISABLED (nothing sent).  O365_E_TOOLONG:
+ * a line, literal or untagged-line count over the limits in limits.h.  O365_E_PROTO: a
  * reply we cannot parse or a BAD.  O365_E_INVAL: a credential refused before
  * anything was sent (empty, CR, LF, NUL, too long).  Plus the conn errors.
  * Secrets are never logged: traces show "<secret>" in their place.
@@ -28,7 +31,12 @@ int	o365_imap_connect(const char *host, unsigned int port, const struct o365_tls
 	    const struct o365_deadline *dl, const struct o365_log *lg,
 	    struct o365_imap **out, struct o365_error *err) O365_MUST_CHECK;
 
-/* The same over an already connected (and normally TLS) conn; takes ownership. */
+/*
+ * The same over an already connected (and normally TLS) conn; takes ownership
+ * (c is closed on failure).  *lg is copied; its ctx must outlive im.  Reads the
+ * greeting (PREAUTH -> O365_E_PROTO, BYE -> O365_E_TEMP) and, unless the
+ * greeting carried [CAPABILITY ...], sends CAPABILITY.
+ */
 int	o365_imap_start(struct o365_conn *c, const struct o365_deadline *dl,
 	    const struct o365_log *lg, struct o365_imap **out,
 	    struct o365_error *err) O365_MUST_CHECK;
@@ -75,12 +83,18 @@ struct o365_imap_resp {
 	const char		*code_args;	/* rest of the code up to ']' (in line), or NULL */
 	size_t			code_args_len;
 	const char		*text;		/* human text (in line), may be "" */
+	size_t			text_len;	/* bytes of text (the line need not be NUL-terminated) */
 	const char		*data;		/* untagged data after "* " when status is NONE */
+	size_t			data_len;
 	size_t			literal;	/* line ends in {n}: n bytes follow; 0 otherwise */
 	int			has_literal;
 };
 
-/* Parse one response line (without CRLF).  O365_OK or O365_E_PROTO. */
+/*
+ * Parse one response line (without CRLF); out points into line.  O365_OK or
+ * O365_E_PROTO (bad tag, unknown status, "[" without "]", CR/LF/NUL, ...).
+ * A literal marker is only recognised at the end of untagged data.
+ */
 int	o365_imap_parse_line(const char *line, size_t len, struct o365_imap_resp *out) O365_MUST_CHECK;
 
 #endif
