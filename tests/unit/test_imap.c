@@ -954,6 +954,14 @@ static const struct xoauth_case xoauth_cases[] = {
 	{ "6.4 KB token does not fit a line: no SASL-IR",
 	  { EXO_PREFIX, "S:+ ", "R", "S:A002 OK AUTHENTICATE completed.", NULL },
 	  6400, "A001 CAPABILITY\r\nA002 AUTHENTICATE XOAUTH2\r\n@B@\r\n", O365_OK, NULL },
+	/* "A002 AUTHENTICATE XOAUTH2 " is 26 bytes; the blob of a 6086-byte
+	 * token is 8164 bytes (line 8190 <= 8192), of 6087 bytes 8168 (8194) */
+	{ "SASL-IR line just under the limit",
+	  { EXO_PREFIX, "S:A002 OK AUTHENTICATE completed.", NULL },
+	  6086, "A001 CAPABILITY\r\nA002 AUTHENTICATE XOAUTH2 @B@\r\n", O365_OK, NULL },
+	{ "SASL-IR line just over the limit",
+	  { EXO_PREFIX, "S:+ ", "R", "S:A002 OK AUTHENTICATE completed.", NULL },
+	  6087, "A001 CAPABILITY\r\nA002 AUTHENTICATE XOAUTH2\r\n@B@\r\n", O365_OK, NULL },
 	{ "no SASL-IR advertised",
 	  { "S:* OK [CAPABILITY IMAP4rev1 AUTH=XOAUTH2] hi", "R", "S:+", "R", "S:A001 OK done", NULL },
 	  3072, "A001 AUTHENTICATE XOAUTH2\r\n@B@\r\n", O365_OK, NULL },
