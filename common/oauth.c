@@ -182,13 +182,11 @@ oauth_form_add(struct o365_buf *b, const char *name, const char *val, size_t len
 		need += (isascii(c) && (isalnum(c) || c == '-' || c == '.' || c == '_' ||
 		    c == '~')) ? 1 : 3;
 	}
-	need += strlen(name) + 2;		/* "&" name "=" */
+	need += strlen(name) + 1 + (b->len > 0);	/* ["&"] name "=" */
 	if ((p = o365_buf_space(b, need, &r)) == NULL)
 		return r;
 	if (b->len > 0)
 		*p++ = '&';
-	else
-		need--;
 	memcpy(p, name, strlen(name));
 	p += strlen(name);
 	*p++ = '=';
@@ -1033,10 +1031,27 @@ oauth_log_result(const struct o365_log *lg, const char *host, const char *endpoi
     const struct timespec *t0)
 {
 	o365_log(lg, LOG_DEBUG,
-	    "oauth: host=%s endpoint=%s grant=%s status=%ld result=%s%s%s%s aadsts=%ld ms=%ld",
+	    "oauth: host=%s endpoint=%s grant=%s status=%ld result=%s%s%s aadsts=%ld "
+	    "retry_after=%ld ms=%ld",
 	    host, endpoint, grant, status, o365_err_name(r),
 	    oerr->error[0] != '\0' ? " error=" : "", oerr->error,
-	    oerr->retry_after > 0 ? " retry_after=set" : "", oerr->aadsts, o365_elapsed_ms(t0));
+	    oerr->aadsts, oerr->retry_after, o365_elapsed_ms(t0));
+}
+
+/*
+ * An answer that is not JSON at all is often a captive portal or a proxy's
+ * login page: say what it was instead of a JSON parser's complaint.
+ */
+static void
+oauth_explain_proto(int r, const char *host, const struct oauth_http *h, struct o365_error *err)
+{
+	const char *ct = h->content_type;
+
+	if (r != O365_E_PROTO || strncasecmp(ct, "application/json", 16) == 0 ||
+	    (ct[0] == '\0' && h->len > 0 && (h->body[0] == '{' || h->body[0] == '[')))
+		return;
+	(void)o365_error_set(err, O365_E_PROTO, "oauth: %s: HTTP %ld answer is %s, not JSON",
+	    host, h->status, ct[0] != '\0' ? ct : "not typed");
 }
 
 static int
@@ -1095,6 +1110,7 @@ o365_oauth_token(const struct o365_oauth_opts *o, const struct o365_oauth_reques
 	if (r == O365_OK) {
 		r = o365_oauth_parse_token(h.status, h.body, h.len, tok_out, oerr, err);
 		oerr->retry_after = h.retry_after;
+		oauth_explain_proto(r, host, &h, err);
 	}
 	oauth_log_result(lg, host, "token", oauth_grant_short(rq->grant), h.status, r, oerr, &t0);
 out:
@@ -1145,6 +1161,7 @@ o365_oauth_devicecode(const struct o365_oauth_opts *o, const char *scope,
 	if (r == O365_OK) {
 		r = o365_oauth_parse_devicecode(h.status, h.body, h.len, out, oerr, err);
 		oerr->retry_after = h.retry_after;
+		oauth_explain_proto(r, host, &h, err);
 	}
 	oauth_log_result(lg, host, "devicecode", "-", h.status, r, oerr, &t0);
 out:

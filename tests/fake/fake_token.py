@@ -30,7 +30,9 @@ Files in the --state DIR:
     "mode": normal | 429 (with "Retry-After: 7") | 500 | 503 |
             slow (answers after the lifetime: longer than any client timeout) |
             truncated (Content-Length larger than the bytes sent, then close) |
-            html (200 with an HTML page) | garbage (200 with random bytes).
+            html (200 with an HTML page) | garbage (200 with random bytes) |
+            huge (200 with a 70 KB JSON body) |
+            redirect (302 to an http:// URL on a dead port).
     Refresh tokens are issued when the scope holds "offline_access" (or
     always for the refresh_token grant).
   device.json    optional, the scripted device code states, one consumed per
@@ -287,6 +289,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if mode == "garbage":
             self.send_raw(200, "application/json", os.urandom(300))
+            return
+        if mode == "huge":
+            self.send_raw(200, "application/json", b'{"pad":"' + b"x" * (70 * 1024) + b'"}')
+            return
+        if mode == "redirect":
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.1:9/" + "/".join(parts[1:]))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
             return
         if form_error is not None:
             self.send_json(400, {"error": "invalid_request",

@@ -548,7 +548,8 @@ static void
 make_password(char *p, size_t target)
 {
 	/* every character a form encoder can get wrong, UTF-8 included */
-	static const char hard[] = " \"'&=+%;~#?/\\<>:@[]{}|^`!$()*,\t" "\xc3\xbc\xe2\x82\xac\xf0\x9f\x98\x80";
+	static const char hard[] = " \"'&=+%;~#?/\\<>:@[]{}|^`!$()*,\t"
+	    "\xc3\xbc\xe2\x82\xac\xf0\x9f\x98\x80";	/* u-umlaut, euro, emoji */
 	size_t n = 0;
 
 	while (n + sizeof(hard) - 1 <= target - 10) {
@@ -900,7 +901,7 @@ live_broken_answers(void **state)
 	struct o365_oauth_error oerr;
 	struct o365_token *tok;
 	struct o365_error err;
-	int r;
+	int r, before;
 
 	(void)state;
 	set_conf("truncated", 1);
@@ -911,9 +912,21 @@ live_broken_answers(void **state)
 	assert_int_equal(ropc(CLIENT_PUBLIC, ALICE, fx.password, O365_SCOPE_IMAP, NULL, &tok,
 	    &oerr, &err), O365_E_PROTO);
 	assert_int_equal(oerr.http_status, 200);
+	assert_non_null(strstr(err.why, "text/html"));		/* says what it got */
 	set_conf("garbage", 1);
 	assert_int_equal(ropc(CLIENT_PUBLIC, ALICE, fx.password, O365_SCOPE_IMAP, NULL, &tok,
 	    &oerr, &err), O365_E_PROTO);
+	set_conf("huge", 1);
+	assert_int_equal(ropc(CLIENT_PUBLIC, ALICE, fx.password, O365_SCOPE_IMAP, NULL, &tok,
+	    &oerr, &err), O365_E_TOOLONG);
+	/* a redirect is not followed, least of all to http:// */
+	set_conf("redirect", 1);
+	before = request_count();
+	assert_int_equal(ropc(CLIENT_PUBLIC, ALICE, fx.password, O365_SCOPE_IMAP, NULL, &tok,
+	    &oerr, &err), O365_E_PROTO);
+	assert_int_equal(oerr.http_status, 302);
+	assert_int_equal(request_count(), before + 1);
+	assert_null(tok);
 	set_conf("normal", 1);
 }
 
