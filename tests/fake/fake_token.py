@@ -193,8 +193,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def send_error_code(self, code, status=None, headers=(), **fmt):
-        error, text = AADSTS[code]
+    def send_error_code(self, code, status=None, headers=(), error=None, **fmt):
+        default_error, text = AADSTS[code]
+        error = error or default_error
         text = text.format(client=fmt.get("client", ""), param=fmt.get("param", ""))
         trace, corr = str(uuid.uuid4()), str(uuid.uuid4())
         ts = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())
@@ -450,7 +451,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if known is not None:
                 st.save("device.json", script)
         if known is None or known["client_id"] != cid:
-            self.send_error_code(70000)
+            self.send_error_code(70000, error="invalid_grant")
             return
         if state != "ok":
             code_n = DEVICE_STATES[state]

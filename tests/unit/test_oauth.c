@@ -437,7 +437,7 @@ parse_devicecode_answers(void **state)
 
 struct fixture {
 	char		 dir[256];
-	char		 pki[300], state[300], cafile[320];
+	char		 pki[300], state[300], cafile[320], cadir[320], otherca[320];
 	char		 keylog[320];
 	struct o365_proc proc;
 	char		 authority[64];
@@ -568,7 +568,8 @@ live_setup(void **state)
 	char *mk[] = { "bash", script, fx.pki, NULL };
 	char *srv[] = { "/usr/bin/python3", fake, "--cert", NULL, "--state", fx.state,
 	    "--lifetime", "300", NULL };
-	char certprefix[320];
+	char certprefix[320], hashed[400];
+	char *rehash[] = { "openssl", "rehash", fx.cadir, NULL };
 	struct o365_proc p;
 	int status;
 
@@ -582,6 +583,9 @@ live_setup(void **state)
 	path_join(fx.state, sizeof(fx.state), fx.dir, "state");
 	path_join(fx.cafile, sizeof(fx.cafile), fx.pki, "ca.pem");
 	path_join(fx.keylog, sizeof(fx.keylog), fx.dir, "keylog.txt");
+	path_join(fx.cadir, sizeof(fx.cadir), fx.dir, "cadir");
+	path_join(fx.otherca, sizeof(fx.otherca), fx.pki, "other-ca.pem");
+	path_join(hashed, sizeof(hashed), fx.cadir, "ca.pem");
 	path_join(certprefix, sizeof(certprefix), fx.pki, "server");
 	srv[3] = certprefix;
 	if (mkdir(fx.state, 0700) != 0)
@@ -591,6 +595,13 @@ live_setup(void **state)
 	if (o365_proc_start(&p, mk, 0, 0) != 0 || o365_proc_wait(&p, 60000, &status) != 0 ||
 	    status != 0) {
 		fprintf(stderr, "mkcerts.sh failed\n");
+		return -1;
+	}
+	/* a hashed CA directory holding only the test CA */
+	if (mkdir(fx.cadir, 0700) != 0 || symlink(fx.cafile, hashed) != 0 ||
+	    o365_proc_start(&p, rehash, 0, 0) != 0 || o365_proc_wait(&p, 30000, &status) != 0 ||
+	    status != 0) {
+		fprintf(stderr, "openssl rehash failed\n");
 		return -1;
 	}
 	set_conf("normal", 1);
@@ -1000,6 +1011,33 @@ live_untrusted_ca_is_refused(void **state)
 }
 
 static void
+live_ca_dir_is_trusted(void **state)
+{
+	struct o365_tls_opts dir = { .ca_dir = fx.cadir };
+	struct o365_oauth_opts o = opts_for(CLIENT_PUBLIC, &dir);
+	struct o365_secret *pw = secret(fx.password);
+	struct o365_oauth_request rq = {
+		.grant = O365_GRANT_PASSWORD, .scope = O365_SCOPE_IMAP, .username = ALICE,
+		.password = pw,
+	};
+	struct o365_oauth_error oerr;
+	struct o365_token *tok;
+	struct o365_error err;
+	struct o365_deadline dl;
+
+	(void)state;
+	set_conf("normal", 1);
+	o365_deadline_in(&dl, DEADLINE_MS);
+	assert_int_equal(o365_oauth_token(&o, &rq, &dl, NULL, &tok, &oerr, &err), O365_OK);
+	o365_token_free(&tok);
+	/* a file that is not the CA: refused, not silently the system store */
+	dir.ca_dir = NULL;
+	dir.ca_file = fx.otherca;
+	assert_int_equal(o365_oauth_token(&o, &rq, &dl, NULL, &tok, &oerr, &err), O365_E_TLS);
+	o365_secret_free(&pw);
+}
+
+static void
 live_proxy_environment_is_ignored(void **state)
 {
 	static const char *vars[] = { "https_proxy", "HTTPS_PROXY", "ALL_PROXY", "all_proxy",
@@ -1180,6 +1218,11 @@ live_device_code_states(void **state)
 	assert_string_equal(oerr.error, "expired_token");
 	assert_null(tok);
 
+	/* a device code the endpoint never issued */
+	assert_int_equal(device_poll(&o, "DAQABAAEAAAD-never-issued", &tok, &oerr, &err),
+	    O365_E_AUTH);
+	assert_string_equal(oerr.error, "invalid_grant");
+
 	o.client_id = "c700016";
 	assert_int_equal(o365_oauth_devicecode(&o, O365_SCOPE_IMAP, &dl, NULL, &dc, &oerr, &err),
 	    O365_E_AUTH);
@@ -1288,6 +1331,7 @@ main(void)
 		cmocka_unit_test(live_broken_answers),
 		cmocka_unit_test(live_slow_server_times_out),
 		cmocka_unit_test(live_untrusted_ca_is_refused),
+		cmocka_unit_test(live_ca_dir_is_trusted),
 		cmocka_unit_test(live_proxy_environment_is_ignored),
 		cmocka_unit_test(live_config_and_input_refused_before_sending),
 		cmocka_unit_test(live_refresh_token_rotation),
