@@ -824,6 +824,7 @@ oauth_parse_common(long http_status, const char *body, size_t len,
 	int r;
 
 	*j_out = NULL;
+	o365_error_clear(err);
 	memset(oerr, 0, sizeof(*oerr));
 	oerr->http_status = http_status;
 	if (http_status == 429 || (http_status >= 500 && http_status <= 599)) {
@@ -1088,6 +1089,7 @@ o365_oauth_token(const struct o365_oauth_opts *o, const struct o365_oauth_reques
 	int r;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	o365_error_clear(err);
 	*tok_out = NULL;
 	if (oerr == NULL)
 		oerr = &oerr_local;
@@ -1134,6 +1136,7 @@ o365_oauth_devicecode(const struct o365_oauth_opts *o, const char *scope,
 	int r;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
+	o365_error_clear(err);
 	memset(out, 0, sizeof(*out));
 	if (oerr == NULL)
 		oerr = &oerr_local;

@@ -50,7 +50,9 @@ parse_success_with_refresh_token(void **state)
 	time_t before = time(NULL);
 
 	(void)state;
+	o365_error_set(&err, O365_E_NET, "stale");
 	assert_int_equal(parse(200, OK_TOKEN_BODY, &tok, &oerr, &err), O365_OK);
+	assert_int_equal(err.code, O365_OK);		/* cleared on success */
 	assert_non_null(tok);
 	assert_string_equal(tok->access_token->data,
 	    "eyJ0eXAiOiJKV1QiLCJub25jZSI6.eyJhdWQiOiJodHRwczovL291dGxvb2su.sig-_x");
