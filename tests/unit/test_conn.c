@@ -211,7 +211,7 @@ ipv6_loopback_connects(void **state)
 	free(t);
 }
 
-/* Does host resolve to an address of family af? */
+/* Would o365_conn_connect get an address of family af for host? */
 static int
 resolves_to(const char *host, int af)
 {
@@ -221,6 +221,7 @@ resolves_to(const char *host, int af)
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = af;
 	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_ADDRCONFIG;		/* as o365_conn_connect asks */
 	if (getaddrinfo(host, "1", &hints, &res) != 0)
 		return 0;
 	for (ai = res; ai != NULL; ai = ai->ai_next)
@@ -261,6 +262,108 @@ localhost_tries_every_address(void **state)
 	if (ran == 1)
 		print_message("note: localhost has one address family here; "
 		    "the fallback half of this test did not run\n");
+}
+
+/* Where Debian puts nss_wrapper (libnss-wrapper), or NULL. */
+static const char *
+nss_wrapper_path(void)
+{
+	static const char *const paths[] = {
+		"/usr/lib/x86_64-linux-gnu/libnss_wrapper.so",
+		"/usr/lib/aarch64-linux-gnu/libnss_wrapper.so",
+		"/usr/lib64/libnss_wrapper.so",
+		"/usr/lib/libnss_wrapper.so",
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(paths) / sizeof(paths[0]); i++)
+		if (access(paths[i], R_OK) == 0)
+			return paths[i];
+	return NULL;
+}
+
+static void
+count_attempts(void *ctx, int prio, const char *msg)
+{
+	(void)prio;
+	if (strncmp(msg, "connecting to ", 14) == 0)
+		++*(int *)ctx;
+}
+
+/*
+ * Child mode (run under nss_wrapper): connect to host:port, read one line.
+ * Exit status: the number of addresses tried on success, 100 on failure.
+ */
+static int
+connect_child(const char *host, const char *port)
+{
+	struct o365_deadline dl = in_ms(10000);
+	int attempts = 0;
+	struct o365_log lg = { count_attempts, &attempts, 1 };
+	struct o365_error err;
+	struct o365_conn *c = NULL;
+	char *line;
+	size_t len;
+	int ok;
+
+	ok = o365_conn_connect(host, (unsigned)strtoul(port, NULL, 10), &dl, &lg, &c,
+	    &err) == O365_OK &&
+	    o365_conn_getline(c, 100, &line, &len, &dl, &err) == O365_OK &&
+	    strcmp(line, "* OK multi") == 0;
+	if (!ok)
+		fprintf(stderr, "connect_child: %s\n", err.why);
+	o365_conn_close(&c);
+	return ok ? attempts : 100;
+}
+
+/*
+ * A name with three addresses, ::1 and 127.0.0.2 first (both refuse), the
+ * listener on 127.0.0.1 last: every address must be tried in turn.  Needs
+ * nss_wrapper (libnss-wrapper) to give the name its addresses.
+ */
+static void
+every_address_is_tried_until_one_answers(void **state)
+{
+	char hosts[300], self[300], port[16];
+	char *argv[] = { self, "--connect-child", "multi.test", port, NULL };
+	const char *nssw = nss_wrapper_path();
+	struct o365_proc p;
+	struct o365_fake f;
+	char *t;
+	ssize_t n;
+	int status;
+	FILE *fp;
+
+	(void)state;
+	if (nssw == NULL) {
+		print_message("note: libnss-wrapper not installed; skipped\n");
+		skip();
+	}
+	assert_true((n = readlink("/proc/self/exe", self, sizeof(self) - 1)) > 0);
+	self[n] = '\0';
+	assert_int_equal(o365_fake_start(&f, "S: * OK multi\n", NULL, NULL, "none",
+	    "--lifetime", "30", (char *)NULL), 0);
+	assert_true((size_t)snprintf(hosts, sizeof(hosts), "%s/hosts", f.dir) < sizeof(hosts));
+	assert_non_null(fp = fopen(hosts, "w"));
+	fprintf(fp, "%s127.0.0.2 multi.test\n127.0.0.1 multi.test\n",
+	    have_ipv6_loopback() ? "::1 multi.test\n" : "");
+	assert_int_equal(fclose(fp), 0);
+	snprintf(port, sizeof(port), "%d", f.port);
+	/* only the child sees these */
+	assert_int_equal(setenv("LD_PRELOAD", nssw, 1), 0);
+	assert_int_equal(setenv("NSS_WRAPPER_HOSTS", hosts, 1), 0);
+	assert_int_equal(setenv("ASAN_OPTIONS", "verify_asan_link_order=0", 0), 0);
+	assert_int_equal(o365_proc_start(&p, argv, 0, 0), 0);
+	unsetenv("LD_PRELOAD");
+	unsetenv("NSS_WRAPPER_HOSTS");
+	assert_int_equal(o365_proc_wait(&p, 20000, &status), 0);
+	assert_true(WIFEXITED(status));
+	/* 127.0.0.2, then 127.0.0.1; ::1 first unless AI_ADDRCONFIG dropped it */
+	assert_in_range(WEXITSTATUS(status), 2, have_ipv6_loopback() ? 3 : 2);
+	t = o365_fake_finish(&f, 5000);
+	assert_non_null(t);
+	assert_string_equal(t, "EOF\n");
+	free(t);
 }
 
 /* --- the line reader --------------------------------------------------- */
@@ -567,7 +670,7 @@ scenario_catalogue_parses(void **state)
 }
 
 int
-main(void)
+main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(connect_to_closed_port_is_net),
@@ -575,6 +678,7 @@ main(void)
 		cmocka_unit_test(silent_listener_times_out),
 		cmocka_unit_test(ipv6_loopback_connects),
 		cmocka_unit_test(localhost_tries_every_address),
+		cmocka_unit_test(every_address_is_tried_until_one_answers),
 		cmocka_unit_test(line_at_limit_passes_one_over_is_toolong),
 		cmocka_unit_test(long_line_from_server_is_toolong),
 		cmocka_unit_test(nul_byte_and_bare_lf_are_proto),
@@ -590,5 +694,7 @@ main(void)
 		cmocka_unit_test(scenario_catalogue_parses),
 	};
 
+	if (argc == 4 && strcmp(argv[1], "--connect-child") == 0)
+		return connect_child(argv[2], argv[3]);
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
