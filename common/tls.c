@@ -364,6 +364,8 @@ o365_conn_start_tls(struct o365_conn *c, const struct o365_tls_opts *opts, const
 			break;
 		e = SSL_get_error(c->ssl, rc);
 		if (tls_want(c, e, dl, err, &r)) {
+			if (r == O365_E_TIMEOUT)
+				r = o365_error_set(err, r, "TLS handshake with %s timed out", host);
 			if (r != O365_OK)
 				goto fail;
 			continue;

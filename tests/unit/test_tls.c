@@ -468,6 +468,7 @@ handshake_with_a_silent_server_times_out(void **state)
 	o365_deadline_in(&dl, 500);
 	assert_int_equal(o365_conn_start_tls(c, &opts, "localhost", &dl, NULL, &err),
 	    O365_E_TIMEOUT);
+	assert_string_equal(err.why, "TLS handshake with localhost timed out");
 	assert_int_equal(ERR_peek_error(), 0);
 	o365_conn_close(&c);
 	o365_fake_stop(&f);
