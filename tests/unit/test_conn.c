@@ -637,6 +637,96 @@ fake_serves_several_connections(void **state)
 	free(t);
 }
 
+/* The less common steps: raw escapes, repeat, C~ regex, sleep, S+. */
+static void
+fake_script_steps_behave(void **state)
+{
+	struct o365_deadline dl = in_ms(5000);
+	struct o365_error err;
+	struct o365_fake f;
+	struct o365_conn *c;
+	char *t;
+
+	(void)state;
+	c = fake_conn(&f,
+	    "raw * OK a\\x41\\\\b\\r\\n\n"
+	    "repeat 3 * r\n"
+	    "C~ A[0-9]+ LOGIN .*\n"
+	    "sleep 10\n"
+	    "S+ A1 OK \n"
+	    "S: done\n"
+	    "C? whatever\n"
+	    "close\n", "127.0.0.1", "127.0.0.1");
+	expect_getline(c, 100, 5000, "* OK aA\\b");
+	expect_getline(c, 100, 5000, "* r");
+	expect_getline(c, 100, 5000, "* r");
+	expect_getline(c, 100, 5000, "* r");
+	assert_int_equal(o365_conn_write(c, "A17 LOGIN u p\r\n", 15, &dl, &err), O365_OK);
+	expect_getline(c, 100, 5000, "A1 OK done");
+	assert_int_equal(o365_conn_write(c, "x\r\n", 3, &dl, &err), O365_OK);
+	assert_int_equal(getline_err(c, 100, 5000, &err), O365_E_NET);
+	o365_conn_close(&c);
+	t = o365_fake_finish(&f, 5000);
+	assert_non_null(t);
+	assert_string_equal(t, "C: A17 LOGIN u p\nC: x\n");
+	free(t);
+}
+
+static char *
+read_text(const char *path)
+{
+	static char buf[16384];
+	size_t n;
+	FILE *fp;
+
+	assert_non_null(fp = fopen(path, "r"));
+	n = fread(buf, 1, sizeof(buf) - 1, fp);
+	assert_true(n > 0 && n < sizeof(buf) - 1);
+	buf[n] = '\0';
+	fclose(fp);
+	return buf;
+}
+
+/* The greeting-level scenarios fail the way their comment says. */
+static void
+scenarios_fail_as_catalogued(void **state)
+{
+	static const struct {
+		const char *name;
+		int skip_lines, want;
+	} cases[] = {
+		{ "imap-long-line", 1, O365_E_TOOLONG },
+		{ "imap-never-answers", 0, O365_E_TIMEOUT },
+		{ "imap-trickle-greeting", 0, O365_E_TIMEOUT },
+		{ "imap-garbage", 0, O365_E_PROTO },
+		{ "imap-nul-in-greeting", 0, O365_E_PROTO },
+		{ "imap-bare-lf", 0, O365_E_PROTO },
+		{ "imap-bye-greeting", 1, O365_E_NET },
+		{ "smtp-never-answers", 0, O365_E_TIMEOUT },
+	};
+	struct o365_error err;
+	struct o365_fake f;
+	struct o365_conn *c;
+	char rel[128], path[300];
+	size_t i;
+	int k, r;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		snprintf(rel, sizeof(rel), "tests/fake/scenarios/%s.txt", cases[i].name);
+		assert_non_null(o365_test_src(rel, path, sizeof(path)));
+		c = fake_conn(&f, read_text(path), "127.0.0.1", "127.0.0.1");
+		for (k = 0; k < cases[i].skip_lines; k++)
+			assert_int_equal(getline_err(c, O365_MAX_IMAP_LINE, 5000, &err), O365_OK);
+		r = getline_err(c, O365_MAX_IMAP_LINE, 700, &err);
+		if (r != cases[i].want)
+			fail_msg("%s: got %d (%s), wanted %d", cases[i].name, r, err.why,
+			    cases[i].want);
+		o365_conn_close(&c);
+		o365_fake_stop(&f);
+	}
+}
+
 /* Every catalogued hostile scenario must at least parse. */
 static void
 scenario_catalogue_parses(void **state)
@@ -691,6 +781,8 @@ main(int argc, char **argv)
 		cmocka_unit_test(transcript_records_a_mismatch),
 		cmocka_unit_test(injected_line_arrives_with_the_reply),
 		cmocka_unit_test(fake_serves_several_connections),
+		cmocka_unit_test(fake_script_steps_behave),
+		cmocka_unit_test(scenarios_fail_as_catalogued),
 		cmocka_unit_test(scenario_catalogue_parses),
 	};
 
