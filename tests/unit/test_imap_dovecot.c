@@ -16,7 +16,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -122,30 +121,6 @@ load_accounts(const char *dir)
 	return env.nacct > 0 ? 0 : -1;
 }
 
-/*
- * Until the TLS module lands, common/tls.c is a placeholder that answers
- * "TLS not implemented yet": probe it on a socketpair whose peer is gone.
- */
-static int
-tls_available(void)
-{
-	struct o365_tls_opts tls = { 0 };
-	struct o365_conn *c = NULL;
-	struct o365_deadline dl;
-	struct o365_error err;
-	int sv[2], r;
-
-	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0)
-		return 0;
-	close(sv[1]);
-	if (o365_conn_from_fd(sv[0], &c, &err) != O365_OK)
-		return 0;
-	o365_deadline_in(&dl, 2000);
-	r = o365_conn_start_tls(c, &tls, "localhost", &dl, NULL, &err);
-	o365_conn_close(&c);
-	return !(r == O365_E_TLS && strstr(err.why, "not implemented") != NULL);
-}
-
 static int
 group_setup(void **state)
 {
@@ -159,10 +134,6 @@ group_setup(void **state)
 	}
 	if (access("/usr/sbin/dovecot", X_OK) != 0) {
 		env.skip = "dovecot is not installed (apt-get install dovecot-imapd)";
-		return 0;
-	}
-	if (!tls_available()) {
-		env.skip = "TLS has not landed on this branch yet (common/tls.c is a placeholder)";
 		return 0;
 	}
 	if (o365_test_tmpdir(env.tmp, sizeof(env.tmp)) != 0)
