@@ -32,6 +32,7 @@ struct o365_imap {
 	char			 tag[16];	/* the tag of the command in flight */
 	char			 greeting[256];	/* sanitised */
 	char			 caps[O365_MAX_IMAP_LINE + 1];	/* space-separated */
+	int			 broken;	/* out of step with the server: no more commands */
 };
 
 /* ---- small ASCII helpers (locale-independent: this runs inside sshd) ---- */
@@ -353,6 +354,30 @@ imap_next_tag(struct o365_imap *im, struct o365_error *err)
 	return O365_OK;
 }
 
+/*
+ * After a failed read or write, or a reply we could not follow, the session
+ * is out of step with the server (a late reply may still arrive): refuse
+ * further commands rather than misread it.
+ */
+static int
+imap_usable(const struct o365_imap *im, struct o365_error *err)
+{
+	if (im->broken)
+		return o365_error_set(err, O365_E_PROTO, "IMAP session unusable after an earlier error");
+	return O365_OK;
+}
+
+static int
+imap_write(struct o365_imap *im, const void *p, size_t n, const struct o365_deadline *dl,
+    struct o365_error *err)
+{
+	int r;
+
+	if ((r = o365_conn_write(im->conn, p, n, dl, err)) != O365_OK)
+		im->broken = 1;
+	return r;
+}
+
 /* Send n bytes; trace is what the log shows (never a secret), or NULL. */
 static int
 imap_send(struct o365_imap *im, const void *p, size_t n, const char *trace,
@@ -360,7 +385,7 @@ imap_send(struct o365_imap *im, const void *p, size_t n, const char *trace,
 {
 	if (trace != NULL)
 		o365_log_trace(im->lg, "C", trace, strlen(trace));
-	return o365_conn_write(im->conn, p, n, dl, err);
+	return imap_write(im, p, n, dl, err);
 }
 
 /* Send "<tag> <cmd>\r\n" for a command without secrets. */
@@ -377,7 +402,7 @@ imap_send_cmd(struct o365_imap *im, const char *cmd, const struct o365_deadline 
 	if (n < 0 || (size_t)n >= sizeof(line))
 		return o365_error_set(err, O365_E_INVAL, "IMAP command too long");
 	o365_log_trace(im->lg, "C", line, (size_t)n - 2);
-	return o365_conn_write(im->conn, line, (size_t)n, dl, err);
+	return imap_write(im, line, (size_t)n, dl, err);
 }
 
 /* Read and parse one response line; *resp points into the conn's buffer. */
@@ -463,7 +488,7 @@ imap_is_capability(const char *p, size_t n, const char **args, size_t *args_len)
  * ends the session (O365_E_TEMP), except after LOGOUT.
  */
 static int
-imap_wait(struct o365_imap *im, int flags, struct o365_imap_resp *resp,
+imap_wait_once(struct o365_imap *im, int flags, struct o365_imap_resp *resp,
     const struct o365_deadline *dl, struct o365_error *err)
 {
 	unsigned int budget = 0;
@@ -527,6 +552,17 @@ imap_wait(struct o365_imap *im, int flags, struct o365_imap_resp *resp,
 			return o365_error_set(err, O365_E_PROTO, "unknown response status");
 		}
 	}
+}
+
+static int
+imap_wait(struct o365_imap *im, int flags, struct o365_imap_resp *resp,
+    const struct o365_deadline *dl, struct o365_error *err)
+{
+	int r;
+
+	if ((r = imap_wait_once(im, flags, resp, dl, err)) != O365_OK)
+		im->broken = 1;
+	return r;
 }
 
 /*
@@ -768,7 +804,7 @@ imap_run_cmd(struct o365_imap *im, struct imap_cmd *cmd, struct o365_imap_resp *
 
 	for (i = 0; i <= cmd->nsplit; i++) {
 		end = i < cmd->nsplit ? cmd->split[i] : cmd->b.len;
-		if ((r = o365_conn_write(im->conn, cmd->b.data + start, end - start, dl, err)) != O365_OK)
+		if ((r = imap_write(im, cmd->b.data + start, end - start, dl, err)) != O365_OK)
 			return r;
 		start = end;
 		if ((r = imap_wait(im, i < cmd->nsplit ? IMAP_WAIT_CONT : 0, resp, dl, err)) != O365_OK)
@@ -795,6 +831,8 @@ o365_imap_login(struct o365_imap *im, const char *user, const char *pass, size_t
 	if ((r = o365_credential_check(user, user != NULL ? strlen(user) : 0, "user name", err)) != O365_OK ||
 	    (r = o365_credential_check(pass, passlen, "password", err)) != O365_OK)
 		goto out;		/* nothing was sent */
+	if ((r = imap_usable(im, err)) != O365_OK)
+		goto out;
 	if (o365_imap_has_cap(im, "LOGINDISABLED")) {
 		r = o365_error_set(err, O365_E_PERM, "server has LOGINDISABLED");
 		goto out;
@@ -879,6 +917,8 @@ imap_authenticate(struct o365_imap *im, const char *mech, const struct o365_secr
 	char trace[96], status[64] = "", extra[96] = "", what[48];
 	int r, n, ir;
 
+	if ((r = imap_usable(im, err)) != O365_OK)
+		return r;
 	o365_buf_init(&line, b64->len + 128);
 	line.secret = 1;
 	snprintf(what, sizeof(what), "AUTHENTICATE %s", mech);
@@ -898,7 +938,7 @@ imap_authenticate(struct o365_imap *im, const char *mech, const struct o365_secr
 	n = snprintf(trace, sizeof(trace), "%s %s%s", im->tag, what, ir ? " <secret>" : "");
 	if (n > 0 && (size_t)n < sizeof(trace))
 		o365_log_trace(im->lg, "C", trace, (size_t)n);
-	if ((r = o365_conn_write(im->conn, line.data, line.len, dl, err)) != O365_OK)
+	if ((r = imap_write(im, line.data, line.len, dl, err)) != O365_OK)
 		goto out;
 	if ((r = imap_wait(im, IMAP_WAIT_CONT, &resp, dl, err)) != O365_OK)
 		goto out;
@@ -1001,8 +1041,21 @@ o365_imap_logout(struct o365_imap *im, const struct o365_deadline *dl, struct o3
 	int r;
 
 	o365_error_clear(err);
-	if ((r = imap_send_cmd(im, "LOGOUT", dl, err)) != O365_OK ||
-	    (r = imap_wait(im, IMAP_WAIT_LOGOUT, &resp, dl, err)) != O365_OK)
+	if ((r = imap_usable(im, err)) != O365_OK)
+		return r;
+	if ((r = imap_send_cmd(im, "LOGOUT", dl, err)) != O365_OK) {
+		/* The server may have said BYE and closed already (Exchange does
+		 * after "NO LOGIN failed."): if a BYE is still buffered, that
+		 * is the end we wanted. */
+		if (r == O365_E_NET &&
+		    imap_wait(im, IMAP_WAIT_LOGOUT, &resp, dl, NULL) == O365_OK &&
+		    resp.kind == O365_IMAP_UNTAGGED && resp.status == O365_IMAP_BYE) {
+			o365_error_clear(err);
+			return O365_OK;
+		}
+		return r;
+	}
+	if ((r = imap_wait(im, IMAP_WAIT_LOGOUT, &resp, dl, err)) != O365_OK)
 		return r;
 	if (resp.kind != O365_IMAP_TAGGED)	/* closed after BYE */
 		return O365_OK;

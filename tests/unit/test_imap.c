@@ -1100,7 +1100,13 @@ silent_server_times_out(void **state)
 	assert_int_equal(r.start_r, O365_OK);
 	assert_int_equal(o365_imap_login(r.im, "alice", "pw", 2, &r.dl, &r.err), O365_E_TIMEOUT);
 	assert_true(o365_elapsed_ms(&t0) < 5000);	/* generous: the deadline was 300 ms */
-	run_finish(&r);
+	/* out of step now: a late reply could be misread, so no more commands */
+	o365_deadline_in(&r.dl, 5000);
+	assert_int_equal(o365_imap_login(r.im, "alice", "pw", 2, &r.dl, &r.err), O365_E_PROTO);
+	assert_non_null(strstr(r.err.why, "unusable"));
+	assert_int_equal(o365_imap_auth_plain(r.im, "alice", "pw", 2, &r.dl, &r.err), O365_E_PROTO);
+	assert_int_equal(o365_imap_logout(r.im, &r.dl, &r.err), O365_E_PROTO);
+	assert_string_equal(run_finish(&r), "A001 LOGIN \"alice\" \"pw\"\r\n");
 	run_free(&r);
 
 	run_start(&r, trickle, 300);
@@ -1141,6 +1147,19 @@ logout_flows(void **state)
 	assert_int_equal(o365_imap_logout(r.im, &r.dl, &r.err), O365_OK);
 	run_finish(&r);
 	run_free(&r);
+
+	/* after Exchange's "NO LOGIN failed." and BYE, LOGOUT still ends cleanly */
+	{
+		static const char *const exo[] = { GREET_PLAIN, "R", "S:A001 NO LOGIN failed.",
+			"S:* BYE Microsoft Exchange Server IMAP4 server signing off.", "C", NULL };
+
+		run_start(&r, exo, 5000);
+		assert_int_equal(r.start_r, O365_OK);
+		assert_int_equal(o365_imap_login(r.im, "a", "b", 1, &r.dl, &r.err), O365_E_AUTH);
+		assert_int_equal(o365_imap_logout(r.im, &r.dl, &r.err), O365_OK);
+		run_finish(&r);
+		run_free(&r);
+	}
 
 	run_start(&r, rude, 5000);
 	assert_int_equal(r.start_r, O365_OK);
