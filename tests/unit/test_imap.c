@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/evp.h>
@@ -251,7 +252,8 @@ assert_not_logged(const char *secret, size_t n)
 /*
  * Steps: "S:text" send text CRLF; "P:text" send text without CRLF; "R" read
  * one line from the client; "C" close now; "F:n" send n untagged lines;
- * "G:n" send n bytes of 'x' without a line end.  After the last step the
+ * "G:n" send n bytes of 'x' without a line end; "K" trickle untagged lines
+ * one byte every 20 ms until the client goes away.  After the last step the
  * peer records until the client closes.
  */
 struct peer {
@@ -338,6 +340,15 @@ peer_main(void *arg)
 			break;
 		case 'C':
 			goto out;
+		case 'K':
+			for (i = 0; i < 100000; i++) {
+				struct timespec ts = { 0, 20 * 1000 * 1000 };
+
+				if (peer_send(p, &"* 1 EXISTS\r\n"[i % 12], 1) != 0)
+					break;
+				nanosleep(&ts, NULL);
+			}
+			break;
 		case 'F':
 			n = strtol(*s + 2, NULL, 10);
 			for (i = 0; i < n; i++)
@@ -1114,6 +1125,20 @@ silent_server_times_out(void **state)
 	assert_int_equal(o365_imap_auth_plain(r.im, "alice", "pw", 2, &r.dl, &r.err), O365_E_TIMEOUT);
 	run_finish(&r);
 	run_free(&r);
+
+	/* a server that trickles untagged lines forever: the one deadline
+	 * for the whole command ends it, however often bytes arrive */
+	{
+		static const char *const drip[] = { GREET_PLAIN, "R", "K", NULL };
+
+		run_start(&r, drip, 500);
+		assert_int_equal(r.start_r, O365_OK);
+		clock_gettime(CLOCK_MONOTONIC, &t0);
+		assert_int_equal(o365_imap_login(r.im, "alice", "pw", 2, &r.dl, &r.err), O365_E_TIMEOUT);
+		assert_true(o365_elapsed_ms(&t0) < 5000);
+		run_finish(&r);
+		run_free(&r);
+	}
 
 	/* the greeting never comes */
 	{
