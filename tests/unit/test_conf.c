@@ -234,6 +234,9 @@ unknown_keys_and_groups_are_refused(void **state)
 	refused("server = { tls = { x = 1; }; };", "test.conf:1: server.tls: unknown group");
 	refused("server = { host = { a = \"b\"; }; };", "test.conf:1: server.host: expected a string");
 	refused("password = \"hunter2\";", "test.conf:1: password: unknown key");
+	/* names longer than the scanner's name buffer (found by fuzz_conf: it looped) */
+	refused("imapFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF = 1;",
+	    "test.conf:1: imapFFFF");
 }
 
 static void
