@@ -188,20 +188,21 @@ conf_defaults(struct conf_ctx *c)
 static int
 conf_numtok(struct conf_ctx *c, const char *t, size_t n, unsigned int line, const char *name)
 {
-	char tok[64], *end;
+	char buf[64], *tok = buf, *end;
 	size_t i = 0, digits;
-	int hex = 0, l64 = 0, wraps = 0;
+	int hex = 0, l64 = 0, wraps = 0, r = O365_OK;
 	long long v = 0;
 
-	if (n >= sizeof(tok))
-		n = sizeof(tok) - 1;	/* longer ones are garbage or saturate below */
+	/* whole: "000...0004294967297" must not be cut to a harmless prefix */
+	if (n >= sizeof(buf) && (tok = malloc(n + 1)) == NULL)
+		return O365_E_NOMEM;
 	memcpy(tok, t, n);
 	tok[n] = '\0';
 	if (tok[0] == '+' || tok[0] == '-')
 		i++;
 	if (tok[i] == '0' && (tok[i + 1] == 'x' || tok[i + 1] == 'X')) {
 		if (i != 0)
-			return O365_OK;	/* "-0x1": a syntax error for libconfig */
+			goto out;	/* "-0x1": a syntax error for libconfig */
 		hex = 1;
 		i += 2;
 	}
@@ -210,11 +211,11 @@ conf_numtok(struct conf_ctx *c, const char *t, size_t n, unsigned int line, cons
 	    (tok[i] >= 'A' && tok[i] <= 'F')) : (tok[i] >= '0' && tok[i] <= '9'))
 		i++;
 	if (i == digits)
-		return O365_OK;
+		goto out;
 	if (strcmp(tok + i, "L") == 0 || strcmp(tok + i, "LL") == 0)
 		l64 = 1;
 	else if (tok[i] != '\0')
-		return O365_OK;		/* a float or garbage: libconfig decides */
+		goto out;		/* a float or garbage: libconfig decides */
 	tok[i] = '\0';
 	errno = 0;
 	if (hex) {
@@ -230,15 +231,20 @@ conf_numtok(struct conf_ctx *c, const char *t, size_t n, unsigned int line, cons
 		v = (long long)(int)(unsigned int)(unsigned long long)v;
 	}
 	if (!wraps)
-		return O365_OK;
-	if (c->nwraps == CONF_MAX_WRAPS)
-		return conf_fail(c, line, "(integer)", "too many integers out of range");
+		goto out;
+	if (c->nwraps == CONF_MAX_WRAPS) {
+		r = conf_fail(c, line, "(integer)", "too many integers out of range");
+		goto out;
+	}
 	c->wraps[c->nwraps].line = line;
 	c->wraps[c->nwraps].value = v;
 	c->wraps[c->nwraps].claimed = 0;
 	(void)snprintf(c->wraps[c->nwraps].name, sizeof(c->wraps[0].name), "%s", name);
 	c->nwraps++;
-	return O365_OK;
+out:
+	if (tok != buf)
+		free(tok);
+	return r;
 }
 
 #define IS_NAMECH(ch) (((ch) >= 'A' && (ch) <= 'Z') || ((ch) >= 'a' && (ch) <= 'z') || \

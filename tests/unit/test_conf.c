@@ -196,6 +196,11 @@ int_literals_libconfig_would_wrap_are_refused(void **state)
 	refused("any = 0xFFFFFFFF;", "test.conf:1: any: integer too large");
 	refused("any = 0x10000000000000001L;", "test.conf:1: any: integer too large");
 	refused("any = 99999999999999999999999;", "test.conf:1: any: integer too large");
+	/* leading zeros do not hide the size from the check */
+	refused("any = 000000000000000000000000000000000000000000000000000000000000000000000000004294967297;",
+	    "test.conf:1: any: integer too large");
+	refused("any = 0x000000000000000000000000000000000000000000000000000000000000000000000000100000001;",
+	    "test.conf:1: any: integer too large");
 	/* the right key is named even when another has the wrapped value */
 	refused("any = 0;\noffset = 4294967296;", "test.conf:2: offset: integer too large");
 	refused("nodef = \"#\"; // 1\n/* 2 */ any =\n 4294967296; # x\n", "test.conf:3: any:");
@@ -275,9 +280,17 @@ syntax_errors_name_the_line(void **state)
 static void
 include_is_refused(void **state)
 {
+	struct o365_error err;
+	struct tconf c;
+
 	(void)state;
 	refused("debug = true;\n @include \"/etc/hostname\"\n", "test.conf:2: @include: ");
 	refused("\t@include \"relative.conf\"\n", "test.conf:1: @include: includes are not allowed");
+	/* libconfig does not include from a comment: we do not refuse one there */
+	assert_int_equal(load("/*\n@include \"/etc/hostname\"\n*/\nnodef = \"@include\";", &c, &err),
+	    O365_OK);
+	assert_string_equal(c.nodef, "@include");
+	o365_conf_free(keys, NKEYS, &c);
 }
 
 static void

@@ -24,9 +24,9 @@
  *   load both are never NULL (an empty one is just the terminator).
  * - "@include" is refused: a config file read by a setuid-root context (PAM
  *   in sudo/su) must not make us open other paths, and libconfig 1.5 would
- *   resolve relative includes against the current directory.  The check is
- *   textual (a line starting with blanks and "@include", as libconfig's
- *   lexer sees it), so such a line inside a multi-line string is refused too.
+ *   resolve relative includes against the current directory.  The check
+ *   scans the text as libconfig's lexer does: a line starting with blanks
+ *   and "@include", outside strings and comments.
  * - A file is refused when it is not a regular file, is larger than
  *   O365_MAX_CONF_FILE or holds a NUL byte.  Symbolic links are followed
  *   (/etc/alternatives-style setups); the file's owner and mode are the
