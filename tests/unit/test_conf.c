@@ -24,6 +24,7 @@ struct tconf {
 	int			 offset;
 	int			 any;
 	char			*nodef;
+	char			*cert;
 };
 
 static const char *const modes[] = { "imap", "smtp", "both", NULL };
@@ -39,6 +40,7 @@ static const struct o365_conf_key keys[] = {
 	{ .path = "offset", .type = O365_CONF_INT, .off = OFF(offset), .def_i = -5, .min = -10, .max = 10 },
 	{ .path = "any", .type = O365_CONF_INT, .off = OFF(any) },
 	{ .path = "nodef", .type = O365_CONF_STR, .off = OFF(nodef) },
+	{ .path = "tls.client.cert", .type = O365_CONF_STR, .off = OFF(cert) },
 };
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
@@ -256,6 +258,26 @@ unknown_key_message_never_quotes_the_value(void **state)
 }
 
 static void
+nested_groups_are_walked(void **state)
+{
+	struct o365_error err;
+	struct tconf c;
+
+	(void)state;
+	assert_int_equal(load("tls = { client = { cert = \"/etc/o365/c.pem\"; }; };", &c, &err),
+	    O365_OK);
+	assert_string_equal(c.cert, "/etc/o365/c.pem");
+	o365_conf_free(keys, NKEYS, &c);
+	assert_int_equal(load("tls = { client = { }; };\ntls2 = 1;", &c, &err), O365_E_CONFIG);
+	assert_string_equal(err.why, "test.conf:2: tls2: unknown key");
+	refused("tls = {\n client = {\n  cert = \"a\";\n  key = \"b\"; }; };",
+	    "test.conf:4: tls.client.key: unknown key");
+	refused("tls = { server = { cert = \"x\"; }; };", "test.conf:1: tls.server: unknown group");
+	refused("tls = { client = \"x\"; };", "test.conf:1: tls.client: expected a group");
+	refused("tls = ( \"x\" );", "test.conf:1: tls: expected a group");
+}
+
+static void
 bad_enum_names_the_choices(void **state)
 {
 	struct o365_error err;
@@ -394,6 +416,7 @@ main(void)
 		cmocka_unit_test(wrong_types_are_refused),
 		cmocka_unit_test(unknown_keys_and_groups_are_refused),
 		cmocka_unit_test(unknown_key_message_never_quotes_the_value),
+		cmocka_unit_test(nested_groups_are_walked),
 		cmocka_unit_test(bad_enum_names_the_choices),
 		cmocka_unit_test(syntax_errors_name_the_line),
 		cmocka_unit_test(include_is_refused),
