@@ -160,6 +160,27 @@ strlist_takes_a_string_a_list_or_nothing(void **state)
 }
 
 static void
+map_names_take_libconfig_name_characters(void **state)
+{
+	struct o365_error err;
+	struct tconf c;
+
+	(void)state;
+	assert_int_equal(load("aliases = { * = \"catchall@contoso.com\"; a*b-1_2 = \"d@x\"; };",
+	    &c, &err), O365_OK);
+	assert_string_equal(c.aliases[0].name, "*");
+	assert_string_equal(c.aliases[0].value, "catchall@contoso.com");
+	assert_string_equal(c.aliases[1].name, "a*b-1_2");
+	assert_string_equal(c.aliases[1].value, "d@x");
+	assert_null(c.aliases[2].name);
+	o365_conf_free(keys, NKEYS, &c);
+	/* an empty group replaces nothing but is fine */
+	assert_int_equal(load("aliases = { };", &c, &err), O365_OK);
+	assert_null(c.aliases[0].name);
+	o365_conf_free(keys, NKEYS, &c);
+}
+
+static void
 int_range_is_inclusive(void **state)
 {
 	struct o365_error err;
@@ -411,6 +432,7 @@ main(void)
 		cmocka_unit_test(defaults_are_applied_to_an_empty_file),
 		cmocka_unit_test(every_type_is_parsed),
 		cmocka_unit_test(strlist_takes_a_string_a_list_or_nothing),
+		cmocka_unit_test(map_names_take_libconfig_name_characters),
 		cmocka_unit_test(int_range_is_inclusive),
 		cmocka_unit_test(int_literals_libconfig_would_wrap_are_refused),
 		cmocka_unit_test(wrong_types_are_refused),
