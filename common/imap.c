@@ -12,11 +12,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-
 #include "o365/buf.h"
 #include "o365/imap.h"
 #include "o365/limits.h"
+#include "o365/sasl.h"
 #include "o365/secret.h"
 
 /* LITERAL- (RFC 7888 section 5): non-synchronising literals up to 4096 bytes. */
@@ -275,69 +274,6 @@ o365_imap_parse_line(const char *line, size_t len, struct o365_imap_resp *out)
 		return O365_OK;
 	}
 	return imap_parse_resp_text(p + wlen + 1, n - wlen - 1, out);
-}
-
-/* ---- base64 (private until sasl.c provides it) ---- */
-
-static int
-imap_b64_encode(const void *p, size_t n, struct o365_secret **out)
-{
-	struct o365_secret *s;
-	size_t cap;
-
-	*out = NULL;
-	if (n > INT32_MAX / 2)
-		return O365_E_TOOLONG;
-	cap = 4 * ((n + 2) / 3);
-	if ((s = calloc(1, sizeof(*s))) == NULL)
-		return O365_E_NOMEM;
-	if ((s->data = malloc(cap + 1)) == NULL) {
-		free(s);
-		return O365_E_NOMEM;
-	}
-	s->len = (size_t)EVP_EncodeBlock((unsigned char *)s->data, p, (int)n);
-	s->data[s->len] = '\0';
-	*out = s;
-	return O365_OK;
-}
-
-/* Decode n bytes of base64 into dst (room for 3*n/4+1); -1 if malformed. */
-static int
-imap_b64_decode(const char *src, size_t n, unsigned char *dst, size_t *len_out)
-{
-	int got;
-
-	if (n == 0 || n % 4 != 0 || n > INT32_MAX)
-		return -1;
-	if ((got = EVP_DecodeBlock(dst, (const unsigned char *)src, (int)n)) < 0)
-		return -1;
-	if (src[n - 1] == '=')
-		got--;
-	if (src[n - 2] == '=')
-		got--;
-	*len_out = (size_t)got;
-	dst[got] = '\0';
-	return 0;
-}
-
-/* A SASL blob as base64 in a new secret: parts are concatenated first. */
-static int
-imap_sasl_blob(const char *const parts[], const size_t lens[], size_t nparts,
-    struct o365_secret **out)
-{
-	struct o365_buf raw;
-	size_t i;
-	int r = O365_OK;
-
-	*out = NULL;
-	o365_buf_init(&raw, 2 * O365_MAX_CREDENTIAL + O365_MAX_TOKEN + 64);
-	raw.secret = 1;
-	for (i = 0; i < nparts && r == O365_OK; i++)
-		r = o365_buf_append(&raw, parts[i], lens[i]);
-	if (r == O365_OK)
-		r = imap_b64_encode(raw.data, raw.len, out);
-	o365_buf_free(&raw);
-	return r;
 }
 
 /* ---- I/O ---- */
@@ -869,15 +805,14 @@ out:
 static void
 imap_xoauth2_status(const char *b64, size_t n, char *dst, size_t dstsz)
 {
-	unsigned char *json;
+	struct o365_secret *json = NULL;
 	const char *p, *e;
-	size_t len;
 
 	dst[0] = '\0';
-	if (n == 0 || (json = malloc(n / 4 * 3 + 1)) == NULL)
+	if (n == 0 || o365_base64_decode(b64, n, &json) != O365_OK)
 		return;
-	if (imap_b64_decode(b64, n, json, &len) == 0 &&
-	    (p = strstr((const char *)json, "\"status\"")) != NULL) {
+	/* json->data is NUL-terminated; a NUL inside only ends the search early */
+	if ((p = strstr(json->data, "\"status\"")) != NULL) {
 		p += sizeof("\"status\"") - 1;
 		while (*p == ' ' || *p == '\t')
 			p++;
@@ -896,7 +831,7 @@ imap_xoauth2_status(const char *b64, size_t n, char *dst, size_t dstsz)
 				o365_sanitize(dst, dstsz, p, (size_t)(e - p));
 		}
 	}
-	free(json);
+	o365_secret_free(&json);
 }
 
 /*
@@ -973,23 +908,12 @@ o365_imap_auth_plain(struct o365_imap *im, const char *user, const char *pass,
     size_t passlen, const struct o365_deadline *dl, struct o365_error *err)
 {
 	struct o365_secret *b64 = NULL;
-	const char *parts[4];
-	size_t lens[4];
 	int r;
 
 	o365_error_clear(err);
-	if ((r = o365_credential_check(user, user != NULL ? strlen(user) : 0, "user name", err)) != O365_OK ||
-	    (r = o365_credential_check(pass, passlen, "password", err)) != O365_OK)
-		return r;		/* nothing was sent */
-	/* RFC 4616: [authzid] NUL authcid NUL passwd, with an empty authzid */
-	parts[0] = "";
-	lens[0] = 1;
-	parts[1] = user;
-	lens[1] = strlen(user) + 1;
-	parts[2] = pass;
-	lens[2] = passlen;
-	if ((r = imap_sasl_blob(parts, lens, 3, &b64)) != O365_OK)
-		return o365_error_set(err, r, "cannot build the PLAIN response");
+	/* checks both as credentials: nothing is sent when they are refused */
+	if ((r = o365_sasl_plain(user, pass, passlen, &b64, err)) != O365_OK)
+		return r;
 	r = imap_authenticate(im, "PLAIN", b64, dl, err);
 	o365_secret_free(&b64);
 	return r;
@@ -1000,33 +924,13 @@ o365_imap_auth_xoauth2(struct o365_imap *im, const char *user, const char *token
     size_t toklen, const struct o365_deadline *dl, struct o365_error *err)
 {
 	struct o365_secret *b64 = NULL;
-	const char *parts[5];
-	size_t lens[5];
 	int r;
 
 	o365_error_clear(err);
-	if ((r = o365_credential_check(user, user != NULL ? strlen(user) : 0, "user name", err)) != O365_OK)
+	/* no control byte in user, visible ASCII only in token (a ^A would
+	 * forge a field): nothing is sent when they are refused */
+	if ((r = o365_sasl_xoauth2(user, token, toklen, &b64, err)) != O365_OK)
 		return r;
-	if (token == NULL || toklen == 0 || toklen > O365_MAX_TOKEN ||
-	    memchr(token, '\0', toklen) != NULL || memchr(token, '\001', toklen) != NULL ||
-	    memchr(token, '\r', toklen) != NULL || memchr(token, '\n', toklen) != NULL)
-		return o365_error_set(err, O365_E_INVAL,
-		    "access token refused (empty, too long, or with control bytes)");
-	if (memchr(user, '\001', strlen(user)) != NULL)
-		return o365_error_set(err, O365_E_INVAL, "user name with a Ctrl-A refused");
-	/* "user=" user ^A "auth=Bearer " token ^A ^A */
-	parts[0] = "user=";
-	lens[0] = 5;
-	parts[1] = user;
-	lens[1] = strlen(user);
-	parts[2] = "\001auth=Bearer ";
-	lens[2] = 13;
-	parts[3] = token;
-	lens[3] = toklen;
-	parts[4] = "\001\001";
-	lens[4] = 2;
-	if ((r = imap_sasl_blob(parts, lens, 5, &b64)) != O365_OK)
-		return o365_error_set(err, r, "cannot build the XOAUTH2 response");
 	r = imap_authenticate(im, "XOAUTH2", b64, dl, err);
 	o365_secret_free(&b64);
 	return r;

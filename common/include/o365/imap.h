@@ -54,11 +54,18 @@ struct o365_conn *o365_imap_conn(struct o365_imap *im);
 int	o365_imap_login(struct o365_imap *im, const char *user, const char *pass, size_t passlen,
 	    const struct o365_deadline *dl, struct o365_error *err) O365_MUST_CHECK;
 
-/* AUTHENTICATE PLAIN (SASL-IR when advertised). */
+/* AUTHENTICATE PLAIN (SASL-IR when advertised and the line fits); the blob is
+ * o365_sasl_plain's (O365_E_INVAL, nothing sent, for refused credentials). */
 int	o365_imap_auth_plain(struct o365_imap *im, const char *user, const char *pass,
 	    size_t passlen, const struct o365_deadline *dl, struct o365_error *err) O365_MUST_CHECK;
 
-/* AUTHENTICATE XOAUTH2 with an access token (SASL-IR when advertised and the line fits). */
+/*
+ * AUTHENTICATE XOAUTH2 with an access token (SASL-IR when advertised and the
+ * line fits O365_MAX_IMAP_LINE, else after "+").  The blob is o365_sasl_xoauth2's
+ * (O365_E_INVAL, nothing sent, for a bad user name or token).  A failure
+ * challenge (base64 JSON) is answered with an empty line; its "status" goes
+ * into err->why.
+ */
 int	o365_imap_auth_xoauth2(struct o365_imap *im, const char *user, const char *token,
 	    size_t toklen, const struct o365_deadline *dl, struct o365_error *err) O365_MUST_CHECK;
 
