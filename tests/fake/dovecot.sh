@@ -25,8 +25,9 @@
 #     the rest of the line, exactly, for the password).  The passwords cover
 #     every hard class: space, ", \, {}, %*, UTF-8, and 500 characters.
 #   - DOVECOT_IMAP_CAPABILITY, when set, replaces the advertised capability
-#     list (imap_capability), e.g. "IMAP4rev1 SASL-IR AUTH=PLAIN" for a server
-#     without LITERAL+ (clients must then use synchronising literals).
+#     list (imap_capability; Dovecot adds the AUTH= ones), e.g.
+#     "IMAP4rev1 SASL-IR" for a server without LITERAL+ (clients must then use
+#     synchronising literals).
 #   - A watchdog stops it after DOVECOT_LIFETIME seconds (default 600) even if
 #     nobody calls stop.
 #   - DIR is made traversable (chmod 711) so the auth and imap processes,
@@ -155,7 +156,8 @@ CONF
 do_stop() {
 	local dir="$1" pid i
 	if [ -s "$dir/watchdog.pid" ]; then
-		kill "$(cat "$dir/watchdog.pid")" 2>/dev/null || true
+		# its own session and process group: take its sleep along
+		kill -TERM -- "-$(cat "$dir/watchdog.pid")" 2>/dev/null || true
 		rm -f "$dir/watchdog.pid"
 	fi
 	pid=$(master_pid "$dir") || return 0
@@ -174,7 +176,7 @@ do_stop() {
 }
 
 do_start() {
-	local dir="$1" pki="$2" port attempt i user pw
+	local dir="$1" pki="$2" port attempt i user pw logoff
 	[ -s "$pki/server.pem" ] && [ -s "$pki/server.key" ] || {
 		echo "dovecot.sh: no $pki/server.pem or server.key (run mkcerts.sh)" >&2; exit 1; }
 	[ "$(id -u)" = 0 ] || { echo "dovecot.sh: needs root" >&2; exit 1; }
@@ -206,8 +208,11 @@ do_start() {
 		rm -rf "$dir/run"	# stale sockets would confuse the new instance
 		port=$(free_port)
 		write_conf "$dir" "$pki" "$port"
-		if ! dovecot -c "$dir/dovecot.conf" 2>>"$dir/dovecot.log"; then
-			if grep -q "Address already in use" "$dir/dovecot.log" 2>/dev/null; then
+		logoff=$(stat -c %s "$dir/dovecot.log" 2>/dev/null || echo 0)
+		# this attempt's part of the log
+		newlog() { tail -c "+$((logoff + 1))" "$dir/dovecot.log" 2>/dev/null || true; }
+		if ! dovecot -c "$dir/dovecot.conf" </dev/null >/dev/null 2>>"$dir/dovecot.log"; then
+			if newlog | grep -q "Address already in use"; then
 				continue
 			fi
 			echo "dovecot.sh: dovecot did not start; see $dir/dovecot.log" >&2
@@ -224,10 +229,10 @@ do_start() {
 				echo "PORT $port"
 				exit 0
 			fi
-			grep -q -e "Fatal" -e "Address already in use" "$dir/dovecot.log" && break
+			newlog | grep -q -e "Fatal" -e "Address already in use" && break
 			sleep 0.1
 		done
-		if grep -q "Address already in use" "$dir/dovecot.log" 2>/dev/null; then
+		if newlog | grep -q "Address already in use"; then
 			continue
 		fi
 		break
