@@ -9,10 +9,13 @@
  * administrator must fix).  O365_E_TEMP: NO with [UNAVAILABLE] / [SERVERBUG] /
  * [INUSE] / [LIMIT], or a BYE before our tagged reply.  O365_E_PERM: LOGIN
  * while the server advertises LOGINDISABLED (nothing sent).  O365_E_TOOLONG:
- * a line, literal or untagged-line count over the limits in limits.h.  O365_E_PROTO: a
- * reply we cannot parse or a BAD.  O365_E_INVAL: a credential refused before
- * anything was sent (empty, CR, LF, NUL, too long).  Plus the conn errors.
- * Secrets are never logged: traces show "<secret>" in their place.
+ * a line, literal or untagged-line count over the limits in limits.h.
+ * O365_E_PROTO: a reply we cannot parse or a BAD.  O365_E_INVAL: a credential
+ * refused before anything was sent (empty, CR, LF, NUL, too long).  Plus the
+ * conn errors.  After a failed read or write, a timeout, a BYE or a reply we
+ * could not follow, the session refuses further commands (O365_E_PROTO,
+ * nothing sent); free it.  Secrets are never logged: traces show "<secret>"
+ * in their place.
  */
 #ifndef O365_IMAP_H
 #define O365_IMAP_H
