@@ -23,6 +23,28 @@
 /* How much server text goes into err->why. */
 #define IMAP_WHY_TEXT		120
 
+/*
+ * RFC 3501 section 3: a session is not authenticated, then authenticated,
+ * then logged out.  BROKEN: out of step with the server after a failed read
+ * or write, a timeout, a BYE or a reply we could not follow (a late reply may
+ * still arrive and be taken for the next one): no more commands.
+ */
+enum imap_state {
+	IMAP_S_GREETING,
+	IMAP_S_NOTAUTH,
+	IMAP_S_AUTH,
+	IMAP_S_LOGOUT,
+	IMAP_S_BROKEN,
+};
+
+static const char *const imap_state_names[] = {
+	[IMAP_S_GREETING] = "greeting",
+	[IMAP_S_NOTAUTH] = "not authenticated",
+	[IMAP_S_AUTH] = "authenticated",
+	[IMAP_S_LOGOUT] = "logged out",
+	[IMAP_S_BROKEN] = "out of step after an earlier error",
+};
+
 struct o365_imap {
 	struct o365_conn	*conn;
 	struct o365_log		 log;		/* a copy of the caller's sink */
@@ -31,7 +53,7 @@ struct o365_imap {
 	char			 tag[16];	/* the tag of the command in flight */
 	char			 greeting[256];	/* sanitised */
 	char			 caps[O365_MAX_IMAP_LINE + 1];	/* space-separated */
-	int			 broken;	/* out of step with the server: no more commands */
+	enum imap_state		 state;
 };
 
 /* ---- small ASCII helpers (locale-independent: this runs inside sshd) ---- */
@@ -290,16 +312,25 @@ imap_next_tag(struct o365_imap *im, struct o365_error *err)
 	return O365_OK;
 }
 
-/*
- * After a failed read or write, or a reply we could not follow, the session
- * is out of step with the server (a late reply may still arrive): refuse
- * further commands rather than misread it.
- */
-static int
-imap_usable(const struct o365_imap *im, struct o365_error *err)
+static void
+imap_set_state(struct o365_imap *im, enum imap_state st)
 {
-	if (im->broken)
+	if (im->state == st || im->state == IMAP_S_BROKEN)
+		return;
+	o365_log(im->lg, LOG_DEBUG, "imap: %s -> %s", imap_state_names[im->state],
+	    imap_state_names[st]);
+	im->state = st;
+}
+
+/* A command that needs state want (or, for LOGOUT, any live state). */
+static int
+imap_usable(const struct o365_imap *im, enum imap_state want, struct o365_error *err)
+{
+	if (im->state == IMAP_S_BROKEN)
 		return o365_error_set(err, O365_E_PROTO, "IMAP session unusable after an earlier error");
+	if (want == IMAP_S_LOGOUT ? im->state == IMAP_S_LOGOUT : im->state != want)
+		return o365_error_set(err, O365_E_PROTO, "IMAP command not allowed when %s",
+		    imap_state_names[im->state]);
 	return O365_OK;
 }
 
@@ -310,7 +341,7 @@ imap_write(struct o365_imap *im, const void *p, size_t n, const struct o365_dead
 	int r;
 
 	if ((r = o365_conn_write(im->conn, p, n, dl, err)) != O365_OK)
-		im->broken = 1;
+		imap_set_state(im, IMAP_S_BROKEN);
 	return r;
 }
 
@@ -497,7 +528,7 @@ imap_wait(struct o365_imap *im, int flags, struct o365_imap_resp *resp,
 	int r;
 
 	if ((r = imap_wait_once(im, flags, resp, dl, err)) != O365_OK)
-		im->broken = 1;
+		imap_set_state(im, IMAP_S_BROKEN);
 	return r;
 }
 
@@ -611,6 +642,7 @@ o365_imap_start(struct o365_conn *c, const struct o365_deadline *dl,
 		    (r = imap_result(&resp, "CAPABILITY", 0, "", err)) != O365_OK)
 			goto fail;
 	}
+	imap_set_state(im, IMAP_S_NOTAUTH);
 	*out = im;
 	return O365_OK;
 fail:
@@ -767,7 +799,7 @@ o365_imap_login(struct o365_imap *im, const char *user, const char *pass, size_t
 	if ((r = o365_credential_check(user, user != NULL ? strlen(user) : 0, "user name", err)) != O365_OK ||
 	    (r = o365_credential_check(pass, passlen, "password", err)) != O365_OK)
 		goto out;		/* nothing was sent */
-	if ((r = imap_usable(im, err)) != O365_OK)
+	if ((r = imap_usable(im, IMAP_S_NOTAUTH, err)) != O365_OK)
 		goto out;
 	if (o365_imap_has_cap(im, "LOGINDISABLED")) {
 		r = o365_error_set(err, O365_E_PERM, "server has LOGINDISABLED");
@@ -789,7 +821,8 @@ o365_imap_login(struct o365_imap *im, const char *user, const char *pass, size_t
 		o365_log_trace(im->lg, "C", trace, (size_t)n);
 	if ((r = imap_run_cmd(im, &cmd, &resp, dl, err)) != O365_OK)
 		goto out;
-	r = imap_result(&resp, "LOGIN", 1, "", err);
+	if ((r = imap_result(&resp, "LOGIN", 1, "", err)) == O365_OK)
+		imap_set_state(im, IMAP_S_AUTH);
 out:
 	o365_buf_free(&cmd.b);
 	return r;
@@ -852,7 +885,7 @@ imap_authenticate(struct o365_imap *im, const char *mech, const struct o365_secr
 	char trace[96], status[64] = "", extra[96] = "", what[48];
 	int r, n, ir;
 
-	if ((r = imap_usable(im, err)) != O365_OK)
+	if ((r = imap_usable(im, IMAP_S_NOTAUTH, err)) != O365_OK)
 		return r;
 	o365_buf_init(&line, b64->len + 128);
 	line.secret = 1;
@@ -897,7 +930,8 @@ imap_authenticate(struct o365_imap *im, const char *mech, const struct o365_secr
 		    (r = imap_wait(im, 0, &resp, dl, err)) != O365_OK)
 			goto out;
 	}
-	r = imap_result(&resp, what, 1, extra, err);
+	if ((r = imap_result(&resp, what, 1, extra, err)) == O365_OK)
+		imap_set_state(im, IMAP_S_AUTH);
 out:
 	o365_buf_free(&line);
 	return r;
@@ -945,7 +979,7 @@ o365_imap_logout(struct o365_imap *im, const struct o365_deadline *dl, struct o3
 	int r;
 
 	o365_error_clear(err);
-	if ((r = imap_usable(im, err)) != O365_OK)
+	if ((r = imap_usable(im, IMAP_S_LOGOUT, err)) != O365_OK)
 		return r;
 	if ((r = imap_send_cmd(im, "LOGOUT", dl, err)) != O365_OK) {
 		/* The server may have said BYE and closed already (Exchange does
@@ -955,12 +989,14 @@ o365_imap_logout(struct o365_imap *im, const struct o365_deadline *dl, struct o3
 		    imap_wait(im, IMAP_WAIT_LOGOUT, &resp, dl, NULL) == O365_OK &&
 		    resp.kind == O365_IMAP_UNTAGGED && resp.status == O365_IMAP_BYE) {
 			o365_error_clear(err);
+			imap_set_state(im, IMAP_S_LOGOUT);
 			return O365_OK;
 		}
 		return r;
 	}
 	if ((r = imap_wait(im, IMAP_WAIT_LOGOUT, &resp, dl, err)) != O365_OK)
 		return r;
+	imap_set_state(im, IMAP_S_LOGOUT);
 	if (resp.kind != O365_IMAP_TAGGED)	/* closed after BYE */
 		return O365_OK;
 	return imap_result(&resp, "LOGOUT", 0, "", err);

@@ -1207,12 +1207,19 @@ session_tags_advance(void **state)
 	assert_int_equal(r.start_r, O365_OK);
 	assert_int_equal(o365_imap_login(r.im, UTF8USR, "MARKER-\xe2\x82\xac", 10, &r.dl, &r.err), O365_OK);
 	assert_false(o365_imap_has_cap(r.im, "LITERAL+"));	/* replaced by the new list */
+	/* RFC 3501 section 3: no second authentication; nothing is sent */
+	assert_int_equal(o365_imap_login(r.im, "alice", "pw", 2, &r.dl, &r.err), O365_E_PROTO);
+	assert_string_equal(r.err.why, "IMAP command not allowed when authenticated");
+	assert_int_equal(o365_imap_auth_xoauth2(r.im, "alice", "tok", 3, &r.dl, &r.err), O365_E_PROTO);
 	assert_int_equal(o365_imap_logout(r.im, &r.dl, &r.err), O365_OK);
+	assert_int_equal(o365_imap_logout(r.im, &r.dl, &r.err), O365_E_PROTO);
+	assert_int_equal(o365_imap_auth_plain(r.im, "alice", "pw", 2, &r.dl, &r.err), O365_E_PROTO);
 	assert_string_equal(run_finish(&r), "A001 CAPABILITY\r\nA002 LOGIN {7+}\r\n" UTF8USR
 	    " {10+}\r\nMARKER-\xe2\x82\xac\r\nA003 LOGOUT\r\n");
 	assert_not_logged("MARKER", 6);
 	assert_non_null(strstr(cap.buf, "C: A003 LOGOUT"));
 	assert_non_null(strstr(cap.buf, "S: * BYE out"));
+	assert_non_null(strstr(cap.buf, "imap: not authenticated -> authenticated"));
 	run_free(&r);
 }
 
