@@ -153,7 +153,7 @@ static const char *const bad_lines[] = {
 	"A%1 OK wildcard in tag",
 	"A\"1 OK quote in tag",
 	"A{1 OK brace in tag",
-	"A\x01" "1 OK control in tag",
+	("A\x01" "1 OK control in tag"),
 	"A\xc3\xa9 OK 8-bit tag",
 	"* OK [ALERT oops no close",	/* "[" without "]" */
 	"A001 NO [UNAVAILABLE",
