@@ -794,7 +794,8 @@ o365_imap_login(struct o365_imap *im, const char *user, const char *pass, size_t
 
 	o365_error_clear(err);
 	memset(&cmd, 0, sizeof(cmd));
-	o365_buf_init(&cmd.b, 3 * O365_MAX_CREDENTIAL + 128);
+	/* both credentials quoted, every byte escaped: 2 * (2 * max + 2) */
+	o365_buf_init(&cmd.b, 4 * O365_MAX_CREDENTIAL + 128);
 	cmd.b.secret = 1;
 	if ((r = o365_credential_check(user, user != NULL ? strlen(user) : 0, "user name", err)) != O365_OK ||
 	    (r = o365_credential_check(pass, passlen, "password", err)) != O365_OK)

@@ -658,6 +658,32 @@ login_credential_at_limit(void **state)
 	run_free(&r);
 }
 
+/*
+ * Both credentials at O365_MAX_CREDENTIAL bytes, every byte one that quoting
+ * escapes: the command (4114 bytes) must still be built and sent whole.
+ */
+static void
+login_escaped_credentials_at_limit(void **state)
+{
+	static const char *const steps[] = { GREET_PLAIN, "R", "S:A001 OK done", NULL };
+	char user[O365_MAX_CREDENTIAL + 1], pw[O365_MAX_CREDENTIAL + 1];
+	struct run r;
+
+	(void)state;
+	memset(user, '"', O365_MAX_CREDENTIAL);
+	user[O365_MAX_CREDENTIAL] = '\0';
+	memset(pw, '\\', O365_MAX_CREDENTIAL);
+	pw[O365_MAX_CREDENTIAL] = '\0';
+	run_start(&r, steps, 5000);
+	assert_int_equal(r.start_r, O365_OK);
+	assert_int_equal(o365_imap_login(r.im, user, pw, O365_MAX_CREDENTIAL, &r.dl, &r.err),
+	    O365_OK);
+	assert_int_equal(strlen(run_finish(&r)), strlen("A001 LOGIN \"\" \"\"\r\n") +
+	    4 * O365_MAX_CREDENTIAL);
+	assert_false(r.peer.failed);
+	run_free(&r);
+}
+
 static void
 login_refused_when_logindisabled(void **state)
 {
@@ -1235,6 +1261,7 @@ main(void)
 		cmocka_unit_test(login_literal_minus_long),
 		cmocka_unit_test(refused_credentials_send_nothing),
 		cmocka_unit_test(login_credential_at_limit),
+		cmocka_unit_test(login_escaped_credentials_at_limit),
 		cmocka_unit_test(login_refused_when_logindisabled),
 		cmocka_unit_test(login_maps_answers),
 		cmocka_unit_test(greeting_line_limit),
