@@ -106,7 +106,8 @@ authority_host(const char *authority, char *out, size_t outsz)
 static void
 check_ropc(const struct pam_o365_conf *conf, const char *login, const char *pass,
     size_t passlen, const struct o365_deadline *dl, const struct o365_log *lg,
-    const struct pam_o365_observer *obs, struct pam_o365_result *res)
+    const struct pam_o365_observer *obs, const struct pam_o365_oauth_api *api,
+    struct pam_o365_result *res)
 {
 	struct o365_oauth_opts opts;
 	struct o365_oauth_request rq;
@@ -126,6 +127,13 @@ check_ropc(const struct pam_o365_conf *conf, const char *login, const char *pass
 	opts.client_id = conf->oauth.client_id;
 	opts.tls = &conf->tls_opts;
 	authority_host(conf->oauth.authority, res->server, sizeof(res->server));
+	if (api == NULL || api->token == NULL || api->token_free == NULL) {
+		res->pam = PAM_AUTHINFO_UNAVAIL;
+		res->prio = LOG_ERR;
+		(void)snprintf(res->reason, sizeof(res->reason),
+		    "the token client (%s) is not available", PAM_O365_OAUTH_HELPER);
+		return;
+	}
 	step(obs, "token endpoint", res->server);
 
 	if ((r = o365_secret_dup(pass, passlen, &pw)) != O365_OK) {
@@ -138,7 +146,7 @@ check_ropc(const struct pam_o365_conf *conf, const char *login, const char *pass
 	rq.scope = O365_SCOPE_IMAP;
 	rq.username = login;
 	rq.password = pw;
-	r = o365_oauth_token(&opts, &rq, dl, lg, &tok, &oerr, &err);
+	r = api->token(&opts, &rq, dl, lg, &tok, &oerr, &err);
 	if (obs != NULL && obs->token != NULL)
 		obs->token(obs->ctx, r, tok, &oerr, &err);
 	o365_secret_free(&pw);
@@ -176,14 +184,15 @@ check_ropc(const struct pam_o365_conf *conf, const char *login, const char *pass
 	if (r == O365_OK)
 		(void)snprintf(res->reason, sizeof(res->reason), "token issued, IMAP XOAUTH2 OK");
 out:
-	o365_token_free(&tok);
+	if (tok != NULL)
+		api->token_free(&tok);
 	o365_secret_free(&pw);
 }
 
 void
 pam_o365_check(const struct pam_o365_conf *conf, const char *login, const char *pass,
     size_t passlen, const struct o365_log *lg, const struct pam_o365_observer *obs,
-    struct pam_o365_result *res)
+    const struct pam_o365_oauth_api *oauth, struct pam_o365_result *res)
 {
 	struct o365_deadline dl;
 	struct o365_error err;
@@ -204,7 +213,7 @@ pam_o365_check(const struct pam_o365_conf *conf, const char *login, const char *
 	}
 	o365_deadline_in(&dl, (unsigned int)conf->imap.timeout * 1000u);
 	if (conf->method == PAM_O365_ENTRA_ROPC)
-		check_ropc(conf, login, pass, passlen, &dl, lg, obs, res);
+		check_ropc(conf, login, pass, passlen, &dl, lg, obs, oauth, res);
 	else
 		check_imap_login(conf, login, pass, passlen, &dl, lg, obs, res);
 }

@@ -257,7 +257,7 @@ main(int argc, char **argv)
 	}
 	printf("password: read (<secret>)\n");
 	(void)clock_gettime(CLOCK_MONOTONIC, &start);
-	pam_o365_check(&conf, login, pass, passlen, &lg, &obs, &res);
+	pam_o365_check(&conf, login, pass, passlen, &lg, &obs, pam_o365_oauth_api(), &res);
 	o365_cleanse(pass, sizeof(pass));
 	if (res.user_msg != NULL)
 		printf("message for the user: %s\n", res.user_msg);

@@ -9,6 +9,9 @@
  * nothing, leaves signal handlers alone (the core writes with MSG_NOSIGNAL)
  * and never frees or changes libpam's copy of the password.
  */
+#include <dlfcn.h>
+#include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -102,6 +105,49 @@ get_password(pam_handle_t *pamh, const struct pam_o365_args *args, const char **
 	return PAM_SUCCESS;
 }
 
+/*
+ * Load the token client (entra-ropc only) from pam_o365_oauth.so next to
+ * this module: the directory libpam loaded us from, never a search path or
+ * an environment variable.  RTLD_NODELETE: libcurl's global state must
+ * survive our dlclose (we never call curl_global_cleanup).
+ */
+static const struct pam_o365_oauth_api *
+oauth_load(const struct o365_log *lg, void **handle_out)
+{
+	const struct pam_o365_oauth_api *(*fn)(void);
+	const struct pam_o365_oauth_api *api;
+	char path[PATH_MAX], *slash;
+	Dl_info info;
+	void *h;
+	int n;
+
+	*handle_out = NULL;
+	if (dladdr((void *)oauth_load, &info) == 0 || info.dli_fname == NULL ||
+	    info.dli_fname[0] != '/') {
+		o365_log(lg, LOG_ERR, "cannot tell where pam_o365.so was loaded from");
+		return NULL;
+	}
+	n = snprintf(path, sizeof(path), "%s", info.dli_fname);
+	if (n < 0 || (size_t)n >= sizeof(path) || (slash = strrchr(path, '/')) == NULL)
+		return NULL;
+	n = snprintf(slash + 1, sizeof(path) - (size_t)(slash + 1 - path), "%s",
+	    PAM_O365_OAUTH_HELPER);
+	if (n < 0 || (size_t)n >= sizeof(path) - (size_t)(slash + 1 - path))
+		return NULL;
+	if ((h = dlopen(path, RTLD_NOW | RTLD_LOCAL | RTLD_NODELETE)) == NULL) {
+		o365_log(lg, LOG_ERR, "cannot load the token client: %s", dlerror());
+		return NULL;
+	}
+	*(void **)&fn = dlsym(h, PAM_O365_OAUTH_SYMBOL);
+	if (fn == NULL || (api = fn()) == NULL) {
+		o365_log(lg, LOG_ERR, "%s: no %s", path, PAM_O365_OAUTH_SYMBOL);
+		dlclose(h);
+		return NULL;
+	}
+	*handle_out = h;
+	return api;
+}
+
 /* The scope rules for user; PAM_SUCCESS (in scope), PAM_IGNORE, or an error code. */
 static int
 in_scope(const struct pam_o365_conf *conf, const char *user, const struct o365_log *lg,
@@ -149,6 +195,8 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 	struct timespec start;
 	const char *user = NULL, *pass = NULL, *why = NULL;
 	char login[O365_MAX_CREDENTIAL + 1];
+	const struct pam_o365_oauth_api *oauth = NULL;
+	void *helper = NULL;
 	char *saved;
 	int rc, have_conf = 0;
 
@@ -194,7 +242,11 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 		a.reason = why;
 		goto out;
 	}
-	pam_o365_check(&conf, login, pass, strlen(pass), &lg, NULL, &res);
+	if (conf.method == PAM_O365_ENTRA_ROPC)
+		oauth = oauth_load(&lg, &helper);
+	pam_o365_check(&conf, login, pass, strlen(pass), &lg, NULL, oauth, &res);
+	if (helper != NULL)
+		dlclose(helper);
 	rc = res.pam;
 	a.reason = res.reason;
 	a.server = res.server[0] != '\0' ? res.server : NULL;

@@ -201,6 +201,25 @@ struct pam_o365_observer {
 	void	 *ctx;
 };
 
+/*
+ * The token client, reached through a table: pam_o365.so loads it from
+ * pam_o365_oauth.so (next to itself) only for entra-ropc, so an imap-login
+ * login does not pay for loading libcurl and its dependencies.
+ * o365-authtest links it directly (pam_o365_oauth_direct).
+ */
+struct pam_o365_oauth_api {
+	int	(*token)(const struct o365_oauth_opts *o, const struct o365_oauth_request *rq,
+		    const struct o365_deadline *dl, const struct o365_log *lg,
+		    struct o365_token **tok_out, struct o365_oauth_error *oerr,
+		    struct o365_error *err);
+	void	(*token_free)(struct o365_token **tp);
+};
+
+#define PAM_O365_OAUTH_HELPER	"pam_o365_oauth.so"
+#define PAM_O365_OAUTH_SYMBOL	"pam_o365_oauth_api"
+/* What pam_o365_oauth.so exports (its only symbol). */
+const struct pam_o365_oauth_api *pam_o365_oauth_api(void);
+
 struct pam_o365_result {
 	int		 pam;		/* PAM_SUCCESS only after a positive answer */
 	int		 prio;		/* syslog level for the attempt's line */
@@ -216,6 +235,7 @@ struct pam_o365_result {
  */
 void	pam_o365_check(const struct pam_o365_conf *conf, const char *login,
 	    const char *pass, size_t passlen, const struct o365_log *lg,
-	    const struct pam_o365_observer *obs, struct pam_o365_result *res);
+	    const struct pam_o365_observer *obs, const struct pam_o365_oauth_api *oauth,
+	    struct pam_o365_result *res);
 
 #endif

@@ -203,6 +203,22 @@ write_file(const char *path, const char *text)
 	assert_int_equal(fclose(f), 0);
 }
 
+static void
+copy_file(const char *from, const char *to)
+{
+	char buf[65536];
+	size_t n;
+	FILE *in = fopen(from, "rb"), *out = fopen(to, "wb");
+
+	assert_non_null(in);
+	assert_non_null(out);
+	while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+		assert_int_equal(fwrite(buf, 1, n, out), n);
+	assert_int_equal(ferror(in), 0);
+	fclose(in);
+	assert_int_equal(fclose(out), 0);
+}
+
 static size_t
 file_size(const char *path)
 {
@@ -885,6 +901,28 @@ ropc_outcomes(void **state)
 }
 
 static void
+ropc_without_token_client(void **state)
+{
+	const char *conf = write_conf("ropc-nohelper", "entra-ropc", fx.exo.port, 10,
+	    "user = { map = \"%u@contoso.com\"; };");
+	char dir[700], copy[800], text[8192];
+	struct run r;
+
+	(void)state;
+	NEED_TOKEN();
+	/* pam_o365.so alone in a directory: no pam_o365_oauth.so next to it */
+	(void)snprintf(dir, sizeof(dir), "%s/lonely", fx.dir);
+	(void)mkdir(dir, 0755);
+	(void)snprintf(copy, sizeof(copy), "%s/pam_o365.so", dir);
+	copy_file(fx.module, copy);
+	(void)snprintf(text, sizeof(text), "auth required %s config=%s\n", copy, conf);
+	write_users("normal");
+	run_pam(text, "alice", PW_ENTRA, &r);
+	assert_int_equal(r.auth, PAM_AUTHINFO_UNAVAIL);
+	assert_non_null(strstr(logbuf, "token client"));
+}
+
+static void
 ropc_slow_endpoint_times_out(void **state)
 {
 	const char *conf = write_conf("ropc-slow", "entra-ropc", fx.exo.port, 2,
@@ -1030,6 +1068,7 @@ main(void)
 		cmocka_unit_test(ropc_without_imap_check),
 		cmocka_unit_test(ropc_token_refused_by_imap),
 		cmocka_unit_test(ropc_outcomes),
+		cmocka_unit_test(ropc_without_token_client),
 		cmocka_unit_test(ropc_slow_endpoint_times_out),
 		cmocka_unit_test(threads),
 		cmocka_unit_test(no_secret_in_any_output),
