@@ -106,4 +106,61 @@ for u in root mallory; do
 	if grep -q "Password:" "$tmp/pt.out"; then fail "$u was prompted"; fi
 done
 echo "ok: root and deny_users not checked"
+
+# Local accounts through nss_wrapper (the test must not touch /etc/passwd):
+# alice (uid 1500), space (uid 999, below min_uid), quote (in group wheel).
+NSSW=/usr/lib/x86_64-linux-gnu/libnss_wrapper.so
+[ -f "$NSSW" ] || NSSW=$(find /usr/lib* -name libnss_wrapper.so 2>/dev/null | head -n1)
+[ -n "$NSSW" ] || fail "nss_wrapper missing (libnss-wrapper)"
+cat > "$tmp/passwd" <<EOF
+root:x:0:0:root:/root:/bin/bash
+alice:x:1500:1500:Alice:/nonexistent:/bin/false
+space:x:999:999:Space:/nonexistent:/bin/false
+quote:x:1501:1501:Quote:/nonexistent:/bin/false
+EOF
+cat > "$tmp/group" <<EOF
+root:x:0:
+alice:x:1500:
+space:x:999:
+quote:x:1501:
+wheel:x:10:quote
+EOF
+nss() { LD_PRELOAD=$NSSW NSS_WRAPPER_PASSWD=$tmp/passwd NSS_WRAPPER_GROUP=$tmp/group "$@"; }
+pw_of() { awk -F'\t' -v u="$1" '$1 == u { print substr($0, length(u) + 2); exit }' "$tmp/dovecot/users.txt"; }
+
+cat > "$tmp/scope.conf" <<EOF
+imap = { host = "localhost"; port = $port; timeout = 10; };
+tls = { ca_file = "$tmp/pki/ca.pem"; };
+scope = { deny_groups = [ "wheel" ]; };
+EOF
+echo "auth required $MODULE config=$tmp/scope.conf" > "/etc/pam.d/$svc"
+nss pt alice "$(pw_of alice)" authenticate || { cat "$tmp/pt.out"; fail "local alice refused"; }
+for u in space quote; do
+	nss refused "$u" "$(pw_of "$u")" authenticate
+	if grep -q "Password:" "$tmp/pt.out"; then fail "$u (out of scope) was prompted"; fi
+done
+echo "ok: local accounts: min_uid and deny_groups through NSS"
+
+# the shipped stack (etc/pam.d/o365-common-auth): pam_unix first (alice has
+# no local password, so it fails), then pam_o365 with the password pam_unix
+# asked for, pam_faillock around them (its tally in $tmp)
+sed -e "s|pam_o365.so|$MODULE config=$tmp/pam_o365.conf|" \
+    -e "s|pam_faillock.so \(.*\)|pam_faillock.so \1 dir=$tmp/faillock|" \
+    "$SRC/etc/pam.d/o365-common-auth" > "/etc/pam.d/$svc"
+mkdir -p "$tmp/faillock"
+nss pt alice "$(pw_of alice)" authenticate || { cat "$tmp/pt.out"; fail "example stack refused alice"; }
+[ "$(grep -c "Password:" "$tmp/pt.out")" -eq 1 ] || fail "example stack asked more than once"
+nss refused alice "wrong-password-marker-4410" authenticate
+[ -s "$tmp/faillock/alice" ] || fail "pam_faillock did not count the failure"
+echo "ok: the example stack with pam_unix and pam_faillock"
+
+# no environment variable changes what the module trusts: the test CA
+# offered in SSL_CERT_FILE / SSL_CERT_DIR must not be used
+cat > "$tmp/system-ca.conf" <<EOF
+imap = { host = "localhost"; port = $port; timeout = 10; };
+EOF
+echo "auth required $MODULE config=$tmp/system-ca.conf" > "/etc/pam.d/$svc"
+SSL_CERT_FILE=$tmp/pki/ca.pem SSL_CERT_DIR=$tmp/pki refused alice "$(pw_of alice)" authenticate
+grep -q "cannot retrieve authentication info" "$tmp/pt.out" || fail "SSL_CERT_FILE: not PAM_AUTHINFO_UNAVAIL"
+echo "ok: SSL_CERT_FILE and SSL_CERT_DIR ignored"
 echo PASS

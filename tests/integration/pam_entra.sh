@@ -74,9 +74,11 @@ auth = { method = "entra-ropc"; verify_imap = true; };
 oauth = { authority = "https://localhost:$tport"; tenant = "contoso.onmicrosoft.com";
           client_id = "${2:-public-app}"; };
 imap = { host = "localhost"; port = ${3:-$iport}; timeout = ${5:-10}; };
-tls = { ca_file = "${4:-$tmp/pki/ca.pem}"; };
 user = { map = "%u@contoso.com"; };
 EOF
+	# CA "system": no ca_file, the system store (which does not hold the test CA)
+	[ "${4:-}" = system ] ||
+		echo "tls = { ca_file = \"${4:-$tmp/pki/ca.pem}\"; };" >> "$tmp/$1.conf"
 	cat > "/etc/pam.d/$svc" <<EOF
 auth     required  $MODULE config=$tmp/$1.conf
 account  required  $MODULE config=$tmp/$1.conf
@@ -125,6 +127,17 @@ sed -i 's/"mode": "429"/"mode": "normal"/' "$tmp/state/users.json"
 conf untrusted public-app "$iport" "$tmp/pki/other-ca.pem"
 expect 1 "cannot retrieve authentication info" alice "$PW" authenticate
 echo "ok: 7000218, 429 and an untrusted certificate: could not check"
+
+# no environment variable changes what the module trusts (su keeps the
+# caller's environment): the test CA offered through the environment must
+# not make the login work, and a (dead) proxy must not make it fail
+conf system public-app "$iport" system
+SSL_CERT_FILE=$tmp/pki/ca.pem SSL_CERT_DIR=$tmp/pki CURL_CA_BUNDLE=$tmp/pki/ca.pem \
+	expect 1 "cannot retrieve authentication info" alice "$PW" authenticate
+conf main
+https_proxy=http://127.0.0.1:9 HTTPS_PROXY=http://127.0.0.1:9 ALL_PROXY=http://127.0.0.1:9 \
+	NO_PROXY= no_proxy= expect 0 "successfully authenticated" alice "$PW" authenticate
+echo "ok: SSL_CERT_FILE, SSL_CERT_DIR, CURL_CA_BUNDLE and proxies ignored"
 
 conf stall public-app "$sport" "$tmp/pki/ca.pem" 2
 t0=$(date +%s%N)
