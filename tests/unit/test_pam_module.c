@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -135,6 +136,7 @@ static struct {
 	struct o365_proc untrusted;	/* certificate from another CA */
 	struct o365_proc token;		/* fake_token.py */
 	char	exo_tr[600], onprem_tr[600];
+	struct sigaction sig[NSIG];	/* the handlers before any test */
 } fx;
 
 /* every password used, to search the logs for at the end */
@@ -414,6 +416,8 @@ setup(void **state)
 		pw_long[i] = (char)('A' + i / 50);
 	pw_long[500] = '\0';
 
+	for (i = 1; i < NSIG; i++)
+		(void)sigaction(i, NULL, &fx.sig[i]);
 	if (o365_test_tmpdir(fx.dir, sizeof(fx.dir)) != 0)
 		return -1;
 	(void)snprintf(fx.pki, sizeof(fx.pki), "%s/pki", fx.dir);
@@ -938,6 +942,56 @@ ropc_slow_endpoint_times_out(void **state)
 	assert_true(r.ms < 2000 + 5000);
 }
 
+/* ---- hostile servers (tests/fake/scenarios): never success, within the timeout ---- */
+
+static void
+hostile_servers(void **state)
+{
+	static const struct {
+		const char	*script;
+		const char	*tls;
+	} t[] = {
+		{ "imap-garbage", "implicit" },
+		{ "imap-bye-greeting", "implicit" },
+		{ "imap-bare-lf", "implicit" },
+		{ "imap-nul-in-greeting", "implicit" },
+		{ "imap-close-mid-reply", "implicit" },
+		{ "imap-long-line", "implicit" },
+		{ "imap-endless-untagged", "implicit" },
+		{ "imap-silent-after-login", "implicit" },
+		{ "imap-trickle-greeting", "implicit" },
+		{ "tls-silent-handshake", "none" },
+	};
+	char prog[700], script[700], cert[700];
+	const char *conf;
+	struct o365_proc p;
+	size_t i, mark;
+	struct run r;
+
+	(void)state;
+	NEED_MODULE();
+	(void)snprintf(prog, sizeof(prog), "%s/tests/fake/fakeserver.py", O365_SOURCE_DIR);
+	if (access(prog, R_OK) != 0)
+		skip();
+	(void)snprintf(cert, sizeof(cert), "%s/server", fx.pki);
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		char *argv[] = { "/usr/bin/python3", prog, "--script", script, "--tls",
+			(char *)t[i].tls, "--cert", cert, "--lifetime", "60", NULL };
+
+		(void)snprintf(script, sizeof(script), "%s/tests/fake/scenarios/%s.txt",
+		    O365_SOURCE_DIR, t[i].script);
+		assert_int_equal(o365_proc_start(&p, argv, 1, 10000), 0);
+		conf = write_conf("hostile", "imap-login", p.port, 2, NULL);
+		mark = loglen;
+		run_pam(service(conf, NULL), "bob", PW_GOOD, &r);
+		o365_proc_stop(&p, 2000);
+		if (r.auth != PAM_AUTHINFO_UNAVAIL)
+			fail_msg("%s: got %d; log: %s", t[i].script, r.auth, logbuf + mark);
+		if (r.ms >= 2000 + 5000)
+			fail_msg("%s: took %ld ms with imap.timeout 2 s", t[i].script, r.ms);
+	}
+}
+
 /* ---- threads: two handles at once, no shared state ---- */
 
 struct thread_arg {
@@ -992,6 +1046,24 @@ threads(void **state)
 	pthread_join(tb, NULL);
 	assert_int_equal(a.rc, PAM_SUCCESS);
 	assert_int_equal(b.rc, PAM_AUTH_ERR);
+}
+
+/* ---- the caller's signal handlers are as they were ---- */
+
+static void
+signals_untouched(void **state)
+{
+	struct sigaction now;
+	int i;
+
+	(void)state;
+	NEED_MODULE();
+	for (i = 1; i < NSIG; i++) {
+		if (sigaction(i, NULL, &now) != 0)
+			continue;
+		if (now.sa_handler != fx.sig[i].sa_handler || now.sa_flags != fx.sig[i].sa_flags)
+			fail_msg("the handler of signal %d changed", i);
+	}
 }
 
 /* ---- last: no secret anywhere in what the module wrote ---- */
@@ -1070,7 +1142,9 @@ main(void)
 		cmocka_unit_test(ropc_outcomes),
 		cmocka_unit_test(ropc_without_token_client),
 		cmocka_unit_test(ropc_slow_endpoint_times_out),
+		cmocka_unit_test(hostile_servers),
 		cmocka_unit_test(threads),
+		cmocka_unit_test(signals_untouched),
 		cmocka_unit_test(no_secret_in_any_output),
 	};
 
