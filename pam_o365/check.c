@@ -152,12 +152,17 @@ check_ropc(const struct pam_o365_conf *conf, const char *login, const char *pass
 	o365_secret_free(&pw);
 	pam_o365_outcome_ropc(r, &oerr, &oc);
 	set_reason(res, &oc, r, &err);
-	if (r == O365_E_AUTH && oerr.aadsts != 0 && strstr(res->reason, "AADSTS") == NULL) {
+	if (r == O365_E_AUTH && strstr(res->reason, "AADSTS") == NULL) {
+		/* the rule's words, then what Entra ID said: error and hint */
 		size_t n = strlen(res->reason);
+		char code[32] = "";
 
-		(void)snprintf(res->reason + n, sizeof(res->reason) - n, " (%s AADSTS%ld)",
-		    oerr.error, oerr.aadsts);
-	} else if (r == O365_E_TEMP && oerr.http_status != 0) {
+		if (oerr.aadsts != 0)
+			(void)snprintf(code, sizeof(code), " AADSTS%ld", oerr.aadsts);
+		(void)snprintf(res->reason + n, sizeof(res->reason) - n, " (%s%s)",
+		    oerr.error[0] != '\0' ? oerr.error : "no error code", code);
+	} else if (r == O365_E_TEMP && oerr.http_status != 0 &&
+	    strstr(res->reason, "HTTP") == NULL) {
 		size_t n = strlen(res->reason);
 
 		(void)snprintf(res->reason + n, sizeof(res->reason) - n, " (HTTP %ld)",

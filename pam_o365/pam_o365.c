@@ -230,8 +230,11 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 	a.login = login;
 	if ((rc = in_scope(&conf, user, &lg, &why)) != PAM_SUCCESS) {
 		if (rc == PAM_IGNORE) {
+			char clean[256];
+
 			/* not an attempt: debug only, so pam_unix users leave no noise */
-			o365_log(&lg, LOG_DEBUG, "user=%s not checked: %s", login, why);
+			o365_sanitize(clean, sizeof(clean), login, strlen(login));
+			o365_log(&lg, LOG_DEBUG, "user=%s not checked: %s", clean, why);
 			pam_o365_conf_free(&conf);
 			return PAM_IGNORE;
 		}

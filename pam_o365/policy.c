@@ -232,21 +232,19 @@ static const struct ropc_rule ropc_rules[] = {
 	  "no consent for the application: grant admin consent for "
 	  "IMAP.AccessAsUser.All (AADSTS65001)", NULL },
 	{ "invalid_grant", 0, PAM_AUTH_ERR, LOG_NOTICE,
-	  "password grant refused (invalid_grant)", NULL },
+	  "password grant refused", NULL },
 	{ "interaction_required", 0, PAM_PERM_DENIED, LOG_NOTICE,
 	  "MFA or another interaction required: the password grant cannot do it",
 	  "Your Microsoft 365 account requires multi-factor authentication, "
 	  "which this login cannot perform." },
 	{ "unauthorized_client", 0, PAM_AUTHINFO_UNAVAIL, LOG_ALERT,
-	  "application not usable: check oauth.client_id and oauth.tenant "
-	  "(unauthorized_client)", NULL },
+	  "application not usable: check oauth.client_id and oauth.tenant", NULL },
 	{ "invalid_client", 0, PAM_AUTHINFO_UNAVAIL, LOG_ALERT,
-	  "client refused: turn on 'Allow public client flows' for the app "
-	  "(invalid_client)", NULL },
+	  "client refused: turn on 'Allow public client flows' for the app", NULL },
 	{ "invalid_scope", 0, PAM_AUTHINFO_UNAVAIL, LOG_ALERT,
-	  "scope refused: the app needs IMAP.AccessAsUser.All (invalid_scope)", NULL },
+	  "scope refused: the app needs IMAP.AccessAsUser.All", NULL },
 	{ "invalid_request", 0, PAM_AUTHINFO_UNAVAIL, LOG_ERR,
-	  "request refused: check oauth.tenant and oauth.client_id (invalid_request)", NULL },
+	  "request refused: check oauth.tenant and oauth.client_id", NULL },
 	{ NULL, 0, PAM_AUTHINFO_UNAVAIL, LOG_ERR,
 	  "unexpected error from the token endpoint", NULL },
 };

@@ -127,7 +127,7 @@ pam_o365_account_lookup(const char *user, struct pam_o365_account *acct,
 		if ((r = grow(&buf, &bufsz, err)) != O365_OK)
 			goto out;
 	if (e != 0 && e != ENOENT && e != ESRCH && e != EBADF && e != EPERM) {
-		r = o365_error_set(err, O365_E_IO, "getpwnam_r: %s", strerror(e));
+		r = o365_error_set(err, O365_E_IO, "getpwnam_r failed (errno %d)", e);
 		goto out;
 	}
 	if (pwp == NULL)

@@ -342,14 +342,17 @@ run_pam(const char *service, const char *user, const char *password, struct run 
 	close(se);
 }
 
-/* "auth required MODULE config=CONF ARGS\naccount required MODULE config=CONF\n" */
+/*
+ * "auth required MODULE config=CONF debug ARGS\naccount ...": debug, so the
+ * protocol traces are in the log the last test searches for secrets.
+ */
 static const char *
 service(const char *conf, const char *args)
 {
 	static char text[8192];
 
 	(void)snprintf(text, sizeof(text),
-	    "auth required %s config=%s %s\naccount required %s config=%s\n",
+	    "auth required %s config=%s debug %s\naccount required %s config=%s\n",
 	    fx.module, conf, args != NULL ? args : "", fx.module, conf);
 	return text;
 }
@@ -472,6 +475,14 @@ static int
 teardown(void **state)
 {
 	(void)state;
+	if (getenv("O365_PAM_LOG_DUMP") != NULL) {	/* for a human: the whole log */
+		FILE *f = fopen(getenv("O365_PAM_LOG_DUMP"), "w");
+
+		if (f != NULL) {
+			fwrite(logbuf, 1, loglen, f);
+			fclose(f);
+		}
+	}
 	o365_proc_stop(&fx.exo, 2000);
 	o365_proc_stop(&fx.exo_empty, 2000);
 	o365_proc_stop(&fx.onprem, 2000);
@@ -1080,6 +1091,9 @@ no_secret_in_any_output(void **state)
 	(void)state;
 	NEED_MODULE();
 	assert_true(loglen > 0);
+	assert_non_null(strstr(logbuf, "LOGIN \"bob\" <secret>"));	/* traces were on */
+	if (fx.have_token_fake)
+		assert_non_null(strstr(logbuf, "AUTHENTICATE XOAUTH2"));
 	for (i = 0; i < sizeof(passwords) / sizeof(passwords[0]); i++)
 		if (strstr(logbuf, passwords[i]) != NULL)
 			fail_msg("password %zu found in the log", i);
