@@ -17,6 +17,16 @@ WRAP=${O365_WRAP:-}
 
 [ -f "$MODULE" ] || { echo "SKIP: $MODULE not built"; exit 0; }
 [ -x /usr/bin/pamtester ] || { echo "FAIL: pamtester missing"; exit 1; }
+# A sanitized build (O365_SANITIZE): pamtester is not, so the ASan runtime
+# must come first in LD_PRELOAD; leaks are valgrind's job (pam_valgrind.sh).
+ASAN_RT=$(ldd "$MODULE" | awk '/libasan/ {print $3; exit}')
+with_asan() {
+	if [ -n "$ASAN_RT" ]; then
+		LD_PRELOAD="$ASAN_RT${LD_PRELOAD:+:$LD_PRELOAD}" ASAN_OPTIONS=detect_leaks=0 "$@"
+	else
+		"$@"
+	fi
+}
 
 tmp=$(mktemp -d /tmp/o365-pam-dovecot.XXXXXX)
 chmod 711 "$tmp"		# Dovecot's unprivileged processes read files below
@@ -48,7 +58,7 @@ EOF
 pt() {
 	local user=$1 pw=$2
 	shift 2
-	printf '%s\n' "$pw" | $WRAP /usr/bin/pamtester -v "$svc" "$user" "$@" >"$tmp/pt.out" 2>&1
+	printf '%s\n' "$pw" | with_asan $WRAP /usr/bin/pamtester -v "$svc" "$user" "$@" >"$tmp/pt.out" 2>&1
 }
 # on failure: the same check through o365-authtest, which prints each step
 diagnose() { printf '%s\n' "$2" | "$BUILD/pam_o365/o365-authtest" "$1" -c "$tmp/pam_o365.conf" -d || true; }

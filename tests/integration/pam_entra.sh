@@ -23,6 +23,16 @@ PW=entra-Secret-marker-8812
 [ -f "$MODULE" ] || { echo "SKIP: $MODULE not built"; exit 0; }
 [ -f "$SRC/tests/fake/fake_token.py" ] || { echo "SKIP: fake_token.py missing"; exit 0; }
 [ -x /usr/bin/pamtester ] || { echo "FAIL: pamtester missing"; exit 1; }
+# A sanitized build (O365_SANITIZE): pamtester is not, so the ASan runtime
+# must come first in LD_PRELOAD; leaks are valgrind's job (pam_valgrind.sh).
+ASAN_RT=$(ldd "$MODULE" | awk '/libasan/ {print $3; exit}')
+with_asan() {
+	if [ -n "$ASAN_RT" ]; then
+		LD_PRELOAD="$ASAN_RT${LD_PRELOAD:+:$LD_PRELOAD}" ASAN_OPTIONS=detect_leaks=0 "$@"
+	else
+		"$@"
+	fi
+}
 
 tmp=$(mktemp -d /tmp/o365-pam-entra.XXXXXX)
 svc=o365-test-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
@@ -92,7 +102,7 @@ pt() {
 	shift 2
 	n_out=$((n_out + 1))
 	out=$tmp/pt.$n_out.out
-	printf '%s\n' "$pw" | $WRAP /usr/bin/pamtester -v "$svc" "$user" "$@" >"$out" 2>&1
+	printf '%s\n' "$pw" | with_asan $WRAP /usr/bin/pamtester -v "$svc" "$user" "$@" >"$out" 2>&1
 }
 # expect STATUS TEXT USER PASSWORD OPS...
 expect() {

@@ -9,6 +9,10 @@ set -euo pipefail
 BUILD=${1:?usage: pam_valgrind.sh BUILD SOURCE}
 SRC=${2:?usage: pam_valgrind.sh BUILD SOURCE}
 [ -f "$BUILD/pam_o365/pam_o365.so" ] || { echo "SKIP: pam_o365.so not built"; exit 0; }
+if ldd "$BUILD/pam_o365/pam_o365.so" | grep -q libasan; then
+	echo "SKIP: a sanitized build (valgrind and ASan do not mix)"
+	exit 0
+fi
 if [ -n "${O365_WRAP:-}" ]; then
 	echo "SKIP: O365_WRAP is set; the other pam_*.sh already run under it"
 	exit 0
