@@ -223,7 +223,7 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 	/* a bad name (empty, CR, LF, too long) is refused before anything is sent */
 	if (pam_o365_map_user(conf.user.map, conf.user.lowercase, user, login,
 	    sizeof(login), &err) != O365_OK) {
-		rc = err.code == O365_E_INVAL ? PAM_AUTH_ERR : PAM_AUTHINFO_UNAVAIL;
+		rc = err.code == O365_E_CONFIG ? PAM_AUTHINFO_UNAVAIL : PAM_AUTH_ERR;
 		a.reason = err.why;
 		goto out;
 	}
@@ -263,6 +263,8 @@ pam_sm_authenticate(pam_handle_t *pamh, int flags, int argc, const char **argv)
 		}
 	}
 out:
+	if (rc != PAM_SUCCESS)	/* an earlier success in this handle no longer counts */
+		(void)pam_set_data(pamh, DATA_USER, NULL, NULL);
 	a.pam = rc;
 	a.ms = o365_elapsed_ms(&start);
 	log_attempt(&lg, rc == PAM_SUCCESS ? LOG_INFO : (res.prio != 0 ? res.prio : LOG_ERR), &a);

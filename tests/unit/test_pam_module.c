@@ -722,6 +722,34 @@ out_of_scope_falls_through(void **state)
 }
 
 static void
+setcred_only_after_our_success(void **state)
+{
+	const char *conf = write_conf("onprem", "imap-login", fx.onprem.port, 10, NULL);
+	struct conv_state cs;
+	struct pam_conv conv = { conv_fn, &cs };
+	char confdir[700], path[800];
+	pam_handle_t *ph = NULL;
+
+	(void)state;
+	NEED_MODULE();
+	(void)snprintf(confdir, sizeof(confdir), "%s/pam.d", fx.dir);
+	(void)mkdir(confdir, 0755);
+	(void)snprintf(path, sizeof(path), "%s/o365-test", confdir);
+	write_file(path, service(conf, NULL));
+	memset(&cs, 0, sizeof(cs));
+	cs.password = PW_GOOD;
+	assert_int_equal(pam.start_confdir("o365-test", "bob", &conv, confdir, &ph), PAM_SUCCESS);
+	assert_int_equal(pam.setcred(ph, PAM_ESTABLISH_CRED) == PAM_SUCCESS, 0);	/* not yet */
+	assert_int_equal(pam.authenticate(ph, 0), PAM_SUCCESS);
+	assert_int_equal(pam.setcred(ph, PAM_ESTABLISH_CRED), PAM_SUCCESS);
+	/* the same handle again, now with a wrong password: the success is gone */
+	cs.password = PW_WRONG;
+	assert_int_equal(pam.authenticate(ph, 0), PAM_AUTH_ERR);
+	assert_int_not_equal(pam.setcred(ph, PAM_ESTABLISH_CRED), PAM_SUCCESS);
+	pam.end(ph, PAM_SUCCESS);
+}
+
+static void
 use_first_pass_without_password(void **state)
 {
 	const char *conf = write_conf("onprem", "imap-login", fx.onprem.port, 10, NULL);
@@ -1148,6 +1176,7 @@ main(void)
 		cmocka_unit_test(missing_config),
 		cmocka_unit_test(out_of_scope_is_ignored),
 		cmocka_unit_test(out_of_scope_falls_through),
+		cmocka_unit_test(setcred_only_after_our_success),
 		cmocka_unit_test(use_first_pass_without_password),
 		cmocka_unit_test(password_handed_on),
 		cmocka_unit_test(ropc_accepted_and_verified),
