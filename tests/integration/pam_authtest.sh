@@ -95,6 +95,10 @@ conns=$(grep -c '^CONNECT' "$tmp/onprem.transcript")
 at 1 login.conf $'bob\r\nA1 LOGOUT' "$PW"
 has "refused before anything is sent"
 at 1 login.conf bob ""
+n=$((n + 1)); out=$tmp/at.$n.out; rc=0		# a NUL byte inside the password
+printf 'ab\0cd\n' | $WRAP "$AT" bob -c "$tmp/login.conf" >"$out" 2>&1 || rc=$?
+[ "$rc" -eq 1 ] || { cat "$out"; fail "NUL in the password: exit $rc, want 1"; }
+has "NUL"
 [ "$(grep -c '^CONNECT' "$tmp/onprem.transcript")" -eq "$conns" ] || fail "CRLF user or empty password was sent"
 at 3 login.conf root "$PW"
 has "out of scope"
