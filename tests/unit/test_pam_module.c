@@ -518,6 +518,22 @@ count_connects(const char *transcript)
 	return c;
 }
 
+/* The syslog priority of the last captured pam_o365 attempt line holding needle, or -1. */
+static int
+line_prio(const char *needle)
+{
+	const char *p = logbuf, *hit = NULL, *start;
+
+	while ((p = strstr(p, needle)) != NULL) {
+		for (start = p; start > logbuf && start[-1] != '\n'; start--)
+			;
+		if (strstr(start, "result=") != NULL && strstr(start, "result=") < strchr(p, '\n'))
+			hit = start;
+		p++;
+	}
+	return hit != NULL && *hit == '<' ? (int)strtol(hit + 1, NULL, 10) : -1;
+}
+
 /* ---- imap-login ---- */
 
 static void
@@ -941,6 +957,11 @@ ropc_outcomes(void **state)
 			fail_msg("case %zu: no \"%s\" in the log: %s", i, t[i].log, logbuf + mark);
 	}
 	write_users("normal");
+	/* the admin's problems are loud: LOG_ALERT on the authpriv facility */
+	assert_int_equal(line_prio("AADSTS7000218"), LOG_AUTHPRIV | LOG_ALERT);
+	assert_int_equal(line_prio("AADSTS700016"), LOG_AUTHPRIV | LOG_ALERT);
+	assert_int_equal(line_prio("AADSTS65001"), LOG_AUTHPRIV | LOG_ALERT);
+	assert_int_equal(line_prio("(AADSTS50126)"), LOG_AUTHPRIV | LOG_NOTICE);
 }
 
 static void
