@@ -28,7 +28,8 @@ PW=entra-Secret-marker-8812
 ASAN_RT=$(ldd "$MODULE" | awk '/libasan/ {print $3; exit}')
 with_asan() {
 	if [ -n "$ASAN_RT" ]; then
-		LD_PRELOAD="$ASAN_RT${LD_PRELOAD:+:$LD_PRELOAD}" ASAN_OPTIONS=detect_leaks=0 "$@"
+		LD_PRELOAD="$ASAN_RT${LD_PRELOAD:+:$LD_PRELOAD}" \
+		    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" "$@"
 	else
 		"$@"
 	fi
