@@ -11,6 +11,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,30 +144,57 @@ read_line(int fd, char *buf, size_t bufsz, size_t *len_out)
 	return 0;
 }
 
+/*
+ * The terminal state to restore if a signal ends us while echo is off.
+ * (A program, not the module: this global state is ours.)
+ */
+static struct termios tty_saved;
+static volatile sig_atomic_t tty_fd = -1;
+
+static void
+tty_restore_and_die(int sig)
+{
+	if (tty_fd >= 0)
+		(void)tcsetattr(tty_fd, TCSAFLUSH, &tty_saved);
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
 static int
 read_password(char *buf, size_t bufsz, size_t *len_out)
 {
-	struct termios old, noecho;
+	static const int sigs[] = { SIGINT, SIGQUIT, SIGTERM, SIGHUP, SIGTSTP };
+	struct sigaction sa, prev[sizeof(sigs) / sizeof(sigs[0])];
+	struct termios noecho;
+	size_t i;
 	int fd, r;
 
 	if (!isatty(STDIN_FILENO))
 		return read_line(STDIN_FILENO, buf, bufsz, len_out);
 	if ((fd = open("/dev/tty", O_RDWR | O_CLOEXEC | O_NOCTTY)) < 0)
 		return -1;
-	if (tcgetattr(fd, &old) != 0) {
+	if (tcgetattr(fd, &tty_saved) != 0) {
 		close(fd);
 		return -1;
 	}
-	noecho = old;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = tty_restore_and_die;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		(void)sigaction(sigs[i], &sa, &prev[i]);
+	tty_fd = fd;
+	noecho = tty_saved;
 	noecho.c_lflag &= ~(tcflag_t)(ECHO | ECHONL);
-	(void)write(fd, "Password: ", 10);
-	if (tcsetattr(fd, TCSAFLUSH, &noecho) != 0) {
-		close(fd);
-		return -1;
-	}
-	r = read_line(fd, buf, bufsz, len_out);
-	(void)tcsetattr(fd, TCSAFLUSH, &old);
-	(void)write(fd, "\n", 1);
+	(void)!write(fd, "Password: ", 10);
+	if (tcsetattr(fd, TCSAFLUSH, &noecho) != 0)
+		r = -1;
+	else
+		r = read_line(fd, buf, bufsz, len_out);
+	(void)tcsetattr(fd, TCSAFLUSH, &tty_saved);
+	tty_fd = -1;
+	for (i = 0; i < sizeof(sigs) / sizeof(sigs[0]); i++)
+		(void)sigaction(sigs[i], &prev[i], NULL);
+	(void)!write(fd, "\n", 1);
 	close(fd);
 	return r;
 }
