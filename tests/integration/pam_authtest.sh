@@ -13,8 +13,8 @@ WRAP=${O365_WRAP:-}
 PY=/usr/bin/python3
 PW='Au th"test\{pw} €-marker-6620'
 
-[ -x "$AT" ] || { echo "SKIP: $AT not built"; exit 0; }
-[ -f "$SRC/tests/fake/fake_token.py" ] || { echo "SKIP: fake_token.py missing"; exit 0; }
+[ -x "$AT" ] || { echo "FAIL: $AT not built"; exit 1; }
+[ -f "$SRC/tests/fake/fake_token.py" ] || { echo "FAIL: fake_token.py missing"; exit 1; }
 
 tmp=$(mktemp -d /tmp/o365-authtest.XXXXXX)
 pids=()

@@ -15,7 +15,7 @@ SRC=$(cd "${2:?usage: pam_dovecot.sh BUILD SOURCE}" && pwd)
 MODULE=$BUILD/pam_o365/pam_o365.so
 WRAP=${O365_WRAP:-}
 
-[ -f "$MODULE" ] || { echo "SKIP: $MODULE not built"; exit 0; }
+[ -f "$MODULE" ] || { echo "FAIL: $MODULE not built"; exit 1; }
 [ -x /usr/bin/pamtester ] || { echo "FAIL: pamtester missing"; exit 1; }
 # A sanitized build (O365_SANITIZE): pamtester is not, so the ASan runtime
 # must come first in LD_PRELOAD; leaks are valgrind's job (pam_valgrind.sh).

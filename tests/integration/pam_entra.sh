@@ -20,8 +20,8 @@ WRAP=${O365_WRAP:-}
 PY=/usr/bin/python3
 PW=entra-Secret-marker-8812
 
-[ -f "$MODULE" ] || { echo "SKIP: $MODULE not built"; exit 0; }
-[ -f "$SRC/tests/fake/fake_token.py" ] || { echo "SKIP: fake_token.py missing"; exit 0; }
+[ -f "$MODULE" ] || { echo "FAIL: $MODULE not built"; exit 1; }
+[ -f "$SRC/tests/fake/fake_token.py" ] || { echo "FAIL: fake_token.py missing"; exit 1; }
 [ -x /usr/bin/pamtester ] || { echo "FAIL: pamtester missing"; exit 1; }
 # A sanitized build (O365_SANITIZE): pamtester is not, so the ASan runtime
 # must come first in LD_PRELOAD; leaks are valgrind's job (pam_valgrind.sh).
