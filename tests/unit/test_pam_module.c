@@ -282,6 +282,7 @@ write_conf(const char *name, const char *method, int port, int timeout, const ch
 }
 
 struct run {
+	int	lines;		/* attempt lines ("result=") logged by the run */
 	int	auth;
 	int	setcred;
 	int	acct;
@@ -302,6 +303,9 @@ run_pam(const char *service, const char *user, const char *password, struct run 
 	pam_handle_t *ph = NULL;
 	struct timespec t0, t1;
 	int so, se, fd;
+
+	size_t mark = loglen;
+	const char *p;
 
 	memset(out, 0, sizeof(*out));
 	out->cs.password = password;
@@ -334,6 +338,8 @@ run_pam(const char *service, const char *user, const char *password, struct run 
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 	}
 	out->ms = (t1.tv_sec - t0.tv_sec) * 1000L + (t1.tv_nsec - t0.tv_nsec) / 1000000L;
+	for (p = logbuf + mark; (p = strstr(p, " result=")) != NULL; p++)
+		out->lines++;
 
 	fflush(stdout);
 	fflush(stderr);
@@ -549,6 +555,7 @@ imap_login_accepted(void **state)
 	run_pam(service(conf, NULL), "bob", PW_GOOD, &r);
 	assert_int_equal(r.auth, PAM_SUCCESS);
 	assert_int_equal(r.cs.prompts, 1);
+	assert_int_equal(r.lines, 1);		/* one line per attempt */
 	assert_int_equal(r.setcred, PAM_SUCCESS);
 	assert_int_equal(r.acct, PAM_SUCCESS);
 	assert_true(file_contains(fx.onprem_tr, "LOGIN user=bob ok"));
@@ -712,6 +719,7 @@ out_of_scope_is_ignored(void **state)
 	NEED_MODULE();
 	run_pam(service(conf, NULL), "root", PW_GOOD, &r);
 	assert_int_not_equal(r.auth, PAM_SUCCESS);	/* PAM_IGNORE alone: the stack fails */
+	assert_int_equal(r.lines, 0);			/* not an attempt */
 	assert_int_equal(r.cs.prompts, 0);	/* pam_unix may ask instead */
 	assert_int_not_equal(r.acct, PAM_SUCCESS);
 	run_pam(service(conf, NULL), "bob", PW_GOOD, &r);
@@ -800,6 +808,7 @@ password_handed_on(void **state)
 	run_pam(text, "bob", PW_GOOD, &r);
 	assert_int_equal(r.auth, PAM_SUCCESS);
 	assert_int_equal(r.cs.prompts, 1);	/* asked once, then PAM_AUTHTOK */
+	assert_int_equal(r.lines, 4);		/* four attempts, four lines */
 	assert_non_null(strstr(logbuf, "unknown option: bogus_option"));
 }
 
