@@ -165,6 +165,16 @@ nss refused alice "wrong-password-marker-4410" authenticate
 [ -s "$tmp/faillock/alice" ] || fail "pam_faillock did not count the failure"
 echo "ok: the example stack with pam_unix and pam_faillock"
 
+# the shipped etc/pam.d/o365-only: in-scope users only, also in the account
+# stack (scope rules).  Its pam_unix account line is left out: pam_unix
+# reads /etc/passwd itself and does not see nss_wrapper's accounts.
+sed -e "s|pam_o365.so|$MODULE config=$tmp/scope.conf|" -e '/^account.*pam_unix.so/d' \
+    "$SRC/etc/pam.d/o365-only" > "/etc/pam.d/$svc"
+nss pt alice "$(pw_of alice)" authenticate acct_mgmt || { cat "$tmp/pt.out"; fail "o365-only refused alice"; }
+nss refused root "x" authenticate
+nss refused quote "$(pw_of quote)" acct_mgmt		# deny_groups: PAM_IGNORE, ignore=bad
+echo "ok: the o365-only example: only users in scope, also in the account stack"
+
 # no environment variable changes what the module trusts: the test CA
 # offered in SSL_CERT_FILE / SSL_CERT_DIR must not be used
 cat > "$tmp/system-ca.conf" <<EOF
