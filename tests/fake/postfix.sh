@@ -263,7 +263,7 @@ start() {
 	write_capture "$dir"
 	write_dovecot "$dir" "$@"
 	trap 'stop "$dir"' EXIT		# undone once Postfix answers
-	dovecot -c "$dir/dovecot/dovecot.conf" || die "dovecot did not start (see $dir/dovecot.log)"
+	dovecot -c "$dir/dovecot/dovecot.conf" </dev/null >/dev/null || die "dovecot did not start (see $dir/dovecot.log)"
 	for i in $(seq 1 100); do	# 10 s
 		[ -S "$dir/dovecot/auth-client" ] && break
 		sleep 0.1
