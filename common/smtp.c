@@ -628,6 +628,12 @@ o365_smtp_caps(const struct o365_smtp *s)
 	return &s->caps;
 }
 
+int
+o365_smtp_usable(const struct o365_smtp *s)
+{
+	return s != NULL && !s->broken;
+}
+
 const struct o365_smtp_reply *
 o365_smtp_last_reply(const struct o365_smtp *s)
 {
@@ -795,6 +801,10 @@ o365_smtp_auth(struct o365_smtp *s, int mech, const char *user, const char *secr
 	ulen = user != NULL ? strlen(user) : 0;
 	if ((r = o365_credential_check(user, ulen, "user name", err)) != O365_OK)
 		return r;
+	for (size_t i = 0; i < ulen; i++)	/* ^A would break the XOAUTH2 framing */
+		if ((unsigned char)user[i] < 0x20 || (unsigned char)user[i] == 0x7f)
+			return o365_error_set(err, O365_E_INVAL,
+			    "user name with a control character refused");
 	if (mech == O365_SASL_XOAUTH2)
 		r = smtp_check_token(secret, secretlen, err);
 	else

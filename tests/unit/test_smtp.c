@@ -824,8 +824,11 @@ envelope_all_recipients_fail(void **state)
 			assert_non_null(strstr(err.why, "SendAsDenied"));
 			assert_int_equal(codes[0], 503);
 		}
+		if (t[i].reply == 421)
+			assert_non_null(strstr(err.why, "closed the session"));
 		if (t[i].reply == 421 || t[i].r == O365_E_PROTO) {
 			/* the session is unusable now, and says so */
+			assert_false(o365_smtp_usable(s));
 			assert_int_equal(o365_smtp_rset(s, &dl, &err), O365_E_NET);
 			assert_non_null(strstr(err.why, "unusable"));
 		}
@@ -1325,6 +1328,9 @@ auth_refusals_before_sending(void **state)
 	    O365_E_INVAL);
 	assert_int_equal(o365_smtp_auth(s, O365_SASL_LOGIN, "bob", "p\0w", 3, &dl, &err),
 	    O365_E_INVAL);
+	assert_int_equal(o365_smtp_auth(s, O365_SASL_PLAIN, "bob\001auth=x", "pw", 2, &dl, &err),
+	    O365_E_INVAL);
+	assert_true(o365_smtp_usable(s));
 	quit(&s);
 	srv_done(sv, 1);
 }
