@@ -333,8 +333,16 @@ smtp_read_reply(struct o365_smtp *s, enum smtp_state st, int quiet,
 			goto fail;
 		}
 		if ((r = o365_conn_getline(s->conn, O365_MAX_SMTP_LINE, &line, &len, dl,
-		    err)) != O365_OK)
+		    err)) != O365_OK) {
+			if (err != NULL) {	/* say what we were waiting for */
+				char why[sizeof(err->why)];
+
+				memcpy(why, err->why, sizeof(why));
+				(void)o365_error_set(err, r, "%s (reply to %s)", why,
+				    smtp_state_names[st]);
+			}
 			goto fail;
+		}
 		if (o365_smtp_parse_reply_line(line, len, &code, &more, &text) != O365_OK) {
 			if (quiet)
 				o365_log_trace(s->lg, "S", "<malformed AUTH reply>", 22);

@@ -702,6 +702,7 @@ server_that_never_answers(void **state)
 	srv_run(sv);
 	assert_int_equal(open_session(sv, SMTP_TEST_ASSUME_TLS, O365_SMTP_STARTTLS, NULL, 300, &s,
 	    &err), O365_E_TIMEOUT);
+	assert_non_null(strstr(err.why, "(reply to greeting)"));
 	assert_null(s);
 	srv_done(sv, 1);
 }
