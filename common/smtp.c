@@ -9,8 +9,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <openssl/evp.h>
-
 #include "o365/buf.h"
 #include "o365/sasl.h"
 #include "o365/secret.h"
@@ -656,75 +654,41 @@ o365_smtp_conn(struct o365_smtp *s)
 
 /* ---- AUTH (RFC 4954) ----------------------------------------------------- */
 
-/* Base64 into a new secret.  (sasl.c's o365_base64_encode replaces this once
- * it has landed.) */
+/* prefix + b64 + CRLF in a new secret (b64 is a secret already). */
 static int
-smtp_b64(const void *p, size_t n, struct o365_secret **out)
+smtp_secret_line(const char *prefix, const struct o365_secret *b64, struct o365_secret **out,
+    struct o365_error *err)
 {
-	struct o365_secret *s;
-	int len;
-
-	*out = NULL;
-	if (n > 3 * (size_t)O365_MAX_TOKEN)
-		return O365_E_TOOLONG;
-	if ((s = calloc(1, sizeof(*s))) == NULL)
-		return O365_E_NOMEM;
-	if ((s->data = malloc(4 * ((n + 2) / 3) + 1)) == NULL) {
-		free(s);
-		return O365_E_NOMEM;
-	}
-	len = EVP_EncodeBlock((unsigned char *)s->data, p, (int)n);
-	s->len = (size_t)len;
-	s->data[s->len] = '\0';
-	*out = s;
-	return O365_OK;
-}
-
-/* prefix + b64(p[0..n)) + CRLF, in a secret. */
-static int
-smtp_secret_line(const char *prefix, const void *p, size_t n, struct o365_secret **out)
-{
-	struct o365_secret *b64 = NULL, *line = NULL;
+	struct o365_secret *line;
 	size_t plen = strlen(prefix);
-	int r;
 
 	*out = NULL;
-	if ((r = smtp_b64(p, n, &b64)) != O365_OK)
-		return r;
 	if ((line = calloc(1, sizeof(*line))) == NULL ||
 	    (line->data = malloc(plen + b64->len + 3)) == NULL) {
 		free(line);
-		o365_secret_free(&b64);
-		return O365_E_NOMEM;
+		return o365_error_set(err, O365_E_NOMEM, "cannot build the AUTH message");
 	}
 	memcpy(line->data, prefix, plen);
 	memcpy(line->data + plen, b64->data, b64->len);
 	memcpy(line->data + plen + b64->len, "\r\n", 3);
 	line->len = plen + b64->len + 2;
-	o365_secret_free(&b64);
 	*out = line;
 	return O365_OK;
 }
 
-/* p1 p2 p3 concatenated into a secret (the raw SASL message). */
+/* base64(p[0..n)) + CRLF in a new secret (a LOGIN answer). */
 static int
-smtp_secret_cat3(const char *p1, size_t n1, const char *p2, size_t n2, const char *p3,
-    size_t n3, struct o365_secret **out)
+smtp_b64_line(const char *p, size_t n, struct o365_secret **out, struct o365_error *err)
 {
-	struct o365_secret *s;
+	struct o365_secret *b64 = NULL;
+	int r;
 
 	*out = NULL;
-	if ((s = calloc(1, sizeof(*s))) == NULL || (s->data = malloc(n1 + n2 + n3 + 1)) == NULL) {
-		free(s);
-		return O365_E_NOMEM;
-	}
-	memcpy(s->data, p1, n1);
-	memcpy(s->data + n1, p2, n2);
-	memcpy(s->data + n1 + n2, p3, n3);
-	s->len = n1 + n2 + n3;
-	s->data[s->len] = '\0';
-	*out = s;
-	return O365_OK;
+	if ((r = o365_base64_encode(p, n, &b64)) != O365_OK)
+		return o365_error_set(err, r, "cannot build the AUTH message");
+	r = smtp_secret_line("", b64, out, err);
+	o365_secret_free(&b64);
+	return r;
 }
 
 /*
@@ -770,30 +734,11 @@ smtp_auth_step(struct o365_smtp *s, const struct o365_secret *line, const char *
 	return smtp_check(s, SMTP_AUTH, &rp, 334, 334, err);
 }
 
-/* A token for XOAUTH2: no byte that would break the SASL message or the line. */
-static int
-smtp_check_token(const char *t, size_t n, struct o365_error *err)
-{
-	size_t i;
-
-	if (t == NULL || n == 0)
-		return o365_error_set(err, O365_E_INVAL, "empty access token refused");
-	if (n > O365_MAX_TOKEN)
-		return o365_error_set(err, O365_E_INVAL, "access token longer than %d bytes refused",
-		    O365_MAX_TOKEN);
-	for (i = 0; i < n; i++)
-		if ((unsigned char)t[i] < 0x20 || (unsigned char)t[i] == 0x7f)
-			return o365_error_set(err, O365_E_INVAL,
-			    "access token with a control character refused");
-	return O365_OK;
-}
-
 int
 o365_smtp_auth(struct o365_smtp *s, int mech, const char *user, const char *secret,
     size_t secretlen, const struct o365_deadline *dl, struct o365_error *err)
 {
-	static const char nul[1] = { '\0' };
-	struct o365_secret *raw = NULL, *line = NULL;
+	struct o365_secret *b64 = NULL, *line = NULL;
 	size_t ulen;
 	int r;
 
@@ -805,71 +750,54 @@ o365_smtp_auth(struct o365_smtp *s, int mech, const char *user, const char *secr
 		return o365_error_set(err, O365_E_TLS, "refusing AUTH without TLS");
 	if ((s->caps.auth & (unsigned)mech) == 0)
 		return o365_error_set(err, O365_E_CONFIG, "server does not offer AUTH %s",
-		    mech == O365_SASL_PLAIN ? "PLAIN" : mech == O365_SASL_LOGIN ? "LOGIN" : "XOAUTH2");
+		    o365_sasl_mech_name(mech));
+	/* sasl.c checks PLAIN's and XOAUTH2's input; LOGIN gets the same rules */
 	ulen = user != NULL ? strlen(user) : 0;
 	if ((r = o365_credential_check(user, ulen, "user name", err)) != O365_OK)
 		return r;
-	for (size_t i = 0; i < ulen; i++)	/* ^A would break the XOAUTH2 framing */
+	for (size_t i = 0; i < ulen; i++)
 		if ((unsigned char)user[i] < 0x20 || (unsigned char)user[i] == 0x7f)
 			return o365_error_set(err, O365_E_INVAL,
 			    "user name with a control character refused");
-	if (mech == O365_SASL_XOAUTH2)
-		r = smtp_check_token(secret, secretlen, err);
-	else
-		r = o365_credential_check(secret, secretlen, "password", err);
-	if (r != O365_OK)
-		return r;
 
 	switch (mech) {
 	case O365_SASL_PLAIN:
-		/* RFC 4616: [authzid] NUL authcid NUL passwd, sent as the initial
-		 * response (RFC 4954 4) when the line fits the usual 1000 bytes */
-		if ((r = smtp_secret_cat3(nul, 1, user, ulen, nul, 1, &raw)) != O365_OK)
-			break;
-		line = raw;
-		raw = NULL;
-		if ((r = smtp_secret_cat3(line->data, line->len, secret, secretlen, "", 0,
-		    &raw)) != O365_OK)
-			break;
-		o365_secret_free(&line);
-		if ((r = smtp_secret_line("AUTH PLAIN ", raw->data, raw->len, &line)) != O365_OK)
-			break;
-		if (line->len <= O365_MAX_SMTP_LINE) {
-			if ((r = smtp_send(s, line->data, line->len, "AUTH PLAIN <secret>", dl,
+		/* RFC 4616, sent as the initial response (RFC 4954 4) when the
+		 * line fits the usual 1000 bytes, else after a 334 */
+		if ((r = o365_sasl_plain(user, secret, secretlen, &b64, err)) != O365_OK)
+			goto out;
+		if (11 + b64->len + 2 <= O365_MAX_SMTP_LINE) {
+			if ((r = smtp_secret_line("AUTH PLAIN ", b64, &line, err)) != O365_OK ||
+			    (r = smtp_send(s, line->data, line->len, "AUTH PLAIN <secret>", dl,
 			    err)) != O365_OK)
 				break;
-		} else {
-			o365_secret_free(&line);
-			if ((r = smtp_secret_line("", raw->data, raw->len, &line)) != O365_OK ||
-			    (r = smtp_simple(s, SMTP_AUTH, "AUTH PLAIN\r\n", 334, 334, dl,
-			    err)) != O365_OK ||
-			    (r = smtp_send(s, line->data, line->len, "<secret>", dl, err)) != O365_OK)
-				break;
-		}
+		} else if ((r = smtp_secret_line("", b64, &line, err)) != O365_OK ||
+		    (r = smtp_simple(s, SMTP_AUTH, "AUTH PLAIN\r\n", 334, 334, dl, err)) != O365_OK ||
+		    (r = smtp_send(s, line->data, line->len, "<secret>", dl, err)) != O365_OK)
+			break;
 		r = smtp_auth_final(s, mech, dl, err);
 		break;
 	case O365_SASL_LOGIN:
 		/* draft-murchison-sasl-login: 334 "Username:", 334 "Password:" */
+		if ((r = o365_credential_check(secret, secretlen, "password", err)) != O365_OK)
+			goto out;
 		if ((r = smtp_simple(s, SMTP_AUTH, "AUTH LOGIN\r\n", 334, 334, dl, err)) != O365_OK ||
-		    (r = smtp_secret_line("", user, ulen, &line)) != O365_OK ||
+		    (r = smtp_b64_line(user, ulen, &line, err)) != O365_OK ||
 		    (r = smtp_auth_step(s, line, "<secret>", dl, err)) != O365_OK)
 			break;
 		o365_secret_free(&line);
-		if ((r = smtp_secret_line("", secret, secretlen, &line)) != O365_OK ||
+		if ((r = smtp_b64_line(secret, secretlen, &line, err)) != O365_OK ||
 		    (r = smtp_send(s, line->data, line->len, "<secret>", dl, err)) != O365_OK)
 			break;
 		r = smtp_auth_final(s, mech, dl, err);
 		break;
 	case O365_SASL_XOAUTH2:
-		/* "user=" user ^A "auth=Bearer " token ^A ^A; Exchange Online
-		 * wants "AUTH XOAUTH2", then the blob after 334 (blobs pass 2 KB) */
-		if ((r = smtp_secret_cat3("user=", 5, user, ulen, "\001auth=Bearer ", 13,
-		    &line)) != O365_OK ||
-		    (r = smtp_secret_cat3(line->data, line->len, secret, secretlen, "\001\001", 2,
-		    &raw)) != O365_OK)
-			break;
-		o365_secret_free(&line);
-		if ((r = smtp_secret_line("", raw->data, raw->len, &line)) != O365_OK ||
+		/* Exchange Online wants "AUTH XOAUTH2", then the blob after 334
+		 * (blobs pass 2 KB; RFC 4954 would allow a 12288-byte SASL-IR
+		 * line, but the 334 way works everywhere) */
+		if ((r = o365_sasl_xoauth2(user, secret, secretlen, &b64, err)) != O365_OK)
+			goto out;
+		if ((r = smtp_secret_line("", b64, &line, err)) != O365_OK ||
 		    (r = smtp_simple(s, SMTP_AUTH, "AUTH XOAUTH2\r\n", 334, 334, dl, err)) != O365_OK ||
 		    (r = smtp_send(s, line->data, line->len, "<secret>", dl, err)) != O365_OK)
 			break;
@@ -879,10 +807,8 @@ o365_smtp_auth(struct o365_smtp *s, int mech, const char *user, const char *secr
 		r = O365_E_PROTO;
 		break;
 	}
-	if (r == O365_E_NOMEM || r == O365_E_TOOLONG)
-		r = o365_error_set(err, r, "cannot build the AUTH %s message",
-		    o365_err_name(r));
-	o365_secret_free(&raw);
+out:
+	o365_secret_free(&b64);
 	o365_secret_free(&line);
 	if (r == O365_OK)
 		o365_log(s->lg, LOG_DEBUG, "smtp: authenticated");

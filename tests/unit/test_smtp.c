@@ -1336,6 +1336,30 @@ auth_refusals_before_sending(void **state)
 	srv_done(sv, 1);
 }
 
+static void
+auth_xoauth2_refuses_bad_tokens(void **state)
+{
+	static const char *bad[] = { "tok en", "tok\001en", "tok\r\n", "" };
+	char *huge = repeat('t', O365_MAX_TOKEN + 1);
+	struct server *sv = srv_new();
+	struct o365_error err;
+	struct o365_smtp *s;
+	size_t i;
+
+	(void)state;
+	srv_hello(sv, EHLO_ALL);
+	srv_quit(sv);				/* nothing between EHLO and QUIT */
+	s = session(sv, NULL);
+	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (auth(s, O365_SASL_XOAUTH2, bad[i], &err) != O365_E_INVAL)
+			fail_msg("token %zu accepted", i);
+	assert_int_equal(auth(s, O365_SASL_XOAUTH2, huge, &err), O365_E_INVAL);
+	assert_true(o365_smtp_usable(s));
+	quit(&s);
+	srv_done(sv, 1);
+	free(huge);
+}
+
 /* No secret reaches any log line, debug on, through every AUTH path. */
 static void
 auth_logs_no_secret(void **state)
@@ -1517,6 +1541,7 @@ main(void)
 		cmocka_unit_test(auth_exchange_failures),
 		cmocka_unit_test(auth_xoauth2_bad_token),
 		cmocka_unit_test(auth_refusals_before_sending),
+		cmocka_unit_test(auth_xoauth2_refuses_bad_tokens),
 		cmocka_unit_test(auth_logs_no_secret),
 		cmocka_unit_test(starttls_not_offered),
 		cmocka_unit_test(starttls_injection),

@@ -98,7 +98,7 @@ struct o365_conn *o365_smtp_conn(struct o365_smtp *s);
  * Before anything is sent: O365_E_TLS if TLS is not up; O365_E_CONFIG if the
  * server did not advertise mech; O365_E_INVAL for an unknown mech, an empty
  * or over-long user name or secret, CR/LF/NUL in either, a control byte in
- * the user name or the token.  535/530/534/538: O365_E_AUTH (e.g. Exchange's
+ * the user name, a token byte outside visible ASCII (o365_sasl_token_check).  535/530/534/538: O365_E_AUTH (e.g. Exchange's
  * 535 5.7.3 and 535 5.7.139); other 5xx (550 5.7.30 basic auth disabled,
  * 501 5.5.124 bad XOAUTH2 blob): O365_E_PERM; 4xx (432 4.3.2): O365_E_TEMP.
  * Every buffer that held the secret or its base64 is cleansed.
