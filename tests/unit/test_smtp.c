@@ -106,6 +106,9 @@ srv_recv(struct server *sv)
 }
 
 static void
+srv_fail(struct server *sv, const char *fmt, ...) O365_PRINTF(2, 3);
+
+static void
 srv_fail(struct server *sv, const char *fmt, ...)
 {
 	va_list ap;
