@@ -25,16 +25,18 @@ cleanup() {
 }
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
+# start VAR NAME CMD...: a fake in the background, in this shell so the trap
+# knows its pid; waits (bounded) for its "PORT n" line and sets VAR to n
 start() {
-	local name=$1 i
-	shift
+	local var=$1 name=$2 i
+	shift 2
 	"$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
 	pids+=($!)
 	for i in $(seq 1 100); do
 		grep -q '^PORT ' "$tmp/$name.out" 2>/dev/null && break
 		sleep 0.1
 	done
-	awk '/^PORT/ {print $2; exit}' "$tmp/$name.out"
+	printf -v "$var" '%s' "$(awk '/^PORT/ {print $2; exit}' "$tmp/$name.out")"
 }
 
 bash "$SRC/tests/fake/mkcerts.sh" "$tmp/pki"
@@ -43,15 +45,15 @@ $PY -c 'import json, sys; json.dump({"bob": sys.argv[1]}, open(sys.argv[2], "w")
 $PY -c 'import json, sys; json.dump({"users": {"alice@contoso.com": {"password": sys.argv[1], "case": "ok"}},
 	"clients": {"app": {"public": True, "case": "ok"}}, "mode": "normal"}, open(sys.argv[2], "w"))' \
 	"$PW" "$tmp/state/users.json"
-tport=$(start token $PY "$SRC/tests/fake/fake_token.py" --cert "$tmp/pki/server" \
-	--state "$tmp/state" --lifetime 300)
-oport=$(start onprem $PY "$SRC/tests/fake/fake_imap_xoauth2.py" --cert "$tmp/pki/server" \
+start tport token $PY "$SRC/tests/fake/fake_token.py" --cert "$tmp/pki/server" \
+	--state "$tmp/state" --lifetime 300
+start oport onprem $PY "$SRC/tests/fake/fake_imap_xoauth2.py" --cert "$tmp/pki/server" \
 	--tokens "$tmp/state/tokens.json" --logins "$tmp/logins.json" --lifetime 300 \
-	--transcript "$tmp/onprem.transcript")
-xport=$(start exo $PY "$SRC/tests/fake/fake_imap_xoauth2.py" --cert "$tmp/pki/server" \
-	--tokens "$tmp/state/tokens.json" --lifetime 300)
-uport=$(start untrusted $PY "$SRC/tests/fake/fake_imap_xoauth2.py" --cert "$tmp/pki/untrusted" \
-	--tokens "$tmp/state/tokens.json" --lifetime 300)
+	--transcript "$tmp/onprem.transcript"
+start xport exo $PY "$SRC/tests/fake/fake_imap_xoauth2.py" --cert "$tmp/pki/server" \
+	--tokens "$tmp/state/tokens.json" --lifetime 300
+start uport untrusted $PY "$SRC/tests/fake/fake_imap_xoauth2.py" --cert "$tmp/pki/untrusted" \
+	--tokens "$tmp/state/tokens.json" --lifetime 300
 [ -n "$tport" ] && [ -n "$oport" ] && [ -n "$xport" ] && [ -n "$uport" ] || fail "fakes did not start"
 
 cat > "$tmp/login.conf" <<EOF

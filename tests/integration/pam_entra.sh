@@ -47,17 +47,18 @@ cleanup() {
 trap cleanup EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
-# start NAME CMD...: run a fake in the background, wait (bounded) for "PORT n"
+# start VAR NAME CMD...: a fake in the background, in this shell so the trap
+# knows its pid; waits (bounded) for its "PORT n" line and sets VAR to n
 start() {
-	local name=$1 i
-	shift
+	local var=$1 name=$2 i
+	shift 2
 	"$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
 	pids+=($!)
 	for i in $(seq 1 100); do
 		grep -q '^PORT ' "$tmp/$name.out" 2>/dev/null && break
 		sleep 0.1
 	done
-	awk '/^PORT/ {print $2; exit}' "$tmp/$name.out"
+	printf -v "$var" '%s' "$(awk '/^PORT/ {print $2; exit}' "$tmp/$name.out")"
 }
 
 bash "$SRC/tests/fake/mkcerts.sh" "$tmp/pki"
@@ -70,12 +71,12 @@ cat > "$tmp/state/users.json" <<EOF
              "confidential-app": {"public": false, "secret": "s", "case": "ok"}},
  "mode": "normal", "expires_in": 3599}
 EOF
-tport=$(start token $PY "$SRC/tests/fake/fake_token.py" --cert "$tmp/pki/server" \
-	--state "$tmp/state" --lifetime 300)
-iport=$(start exo $PY "$SRC/tests/fake/fake_imap_xoauth2.py" --cert "$tmp/pki/server" \
-	--tokens "$tmp/state/tokens.json" --transcript "$tmp/exo.transcript" --lifetime 300)
-sport=$(start stall $PY "$SRC/tests/fake/fake_imap_xoauth2.py" --cert "$tmp/pki/server" \
-	--tokens "$tmp/state/tokens.json" --stall --lifetime 300)
+start tport token $PY "$SRC/tests/fake/fake_token.py" --cert "$tmp/pki/server" \
+	--state "$tmp/state" --lifetime 300
+start iport exo $PY "$SRC/tests/fake/fake_imap_xoauth2.py" --cert "$tmp/pki/server" \
+	--tokens "$tmp/state/tokens.json" --transcript "$tmp/exo.transcript" --lifetime 300
+start sport stall $PY "$SRC/tests/fake/fake_imap_xoauth2.py" --cert "$tmp/pki/server" \
+	--tokens "$tmp/state/tokens.json" --stall --lifetime 300
 [ -n "$tport" ] && [ -n "$iport" ] && [ -n "$sport" ] || fail "fakes did not start"
 
 # conf NAME [CLIENT_ID] [IMAP_PORT] [CA] [TIMEOUT]
