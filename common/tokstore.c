@@ -170,7 +170,9 @@ static int
 tok_lock(const struct o365_tokstore_cfg *cfg, const struct o365_deadline *dl, int *fd_out,
     struct o365_error *err)
 {
+	uid_t owner = cfg->owner_uid;
 	char path[PATH_MAX];
+	struct stat st;
 	int fd, r, left;
 
 	*fd_out = -1;
@@ -179,6 +181,13 @@ tok_lock(const struct o365_tokstore_cfg *cfg, const struct o365_deadline *dl, in
 	if ((fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600)) == -1)
 		return o365_error_set(err, errno == ELOOP ? O365_E_CONFIG : O365_E_IO,
 		    "tokstore: lock file %s: %s", path, strerror(errno));
+	/* root setting up for the runner (--oauth-login): the runner must open it later */
+	if (fstat(fd, &st) == -1 || (st.st_uid != owner && fchown(fd, owner, (gid_t)-1) == -1)) {
+		r = o365_error_set(err, O365_E_IO, "tokstore: lock file %s: %s", path,
+		    strerror(errno));
+		close(fd);
+		return r;
+	}
 	for (;;) {
 		if (flock(fd, LOCK_EX | LOCK_NB) == 0)
 			break;

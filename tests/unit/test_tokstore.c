@@ -911,6 +911,64 @@ status_shows_identity_and_expiry_never_token(void **state)
 	assert_int_equal(o365_tokstore_status(&c, &st, &err), O365_E_CONFIG);
 }
 
+/* root sets things up for an unprivileged runner: every file ends up the runner's */
+static void
+root_acting_for_runner_leaves_runner_files(void **state)
+{
+	const uid_t runner = 65534;
+	struct o365_tokstore_cfg c = cfg_cc();
+	struct o365_oauth_error oerr;
+	struct o365_deadline dl;
+	struct o365_secret *t1;
+	struct o365_error err;
+	char dir[400], sdir[400], sfile[440], rtfile[440], path[460];
+	static const char *const names[] = { "token.lock", "access-token" };
+	struct stat st;
+	size_t i;
+
+	(void)state;
+	if (geteuid() != 0)
+		skip();
+	path_join(dir, sizeof(dir), fx.dir, "runner-cache");
+	path_join(sdir, sizeof(sdir), fx.dir, "runner-secrets");
+	path_join(sfile, sizeof(sfile), sdir, "client-secret");
+	path_join(rtfile, sizeof(rtfile), sdir, "refresh-token");
+	assert_int_equal(mkdir(dir, 0700), 0);
+	assert_int_equal(mkdir(sdir, 0700), 0);
+	assert_int_equal(chown(dir, runner, 0), 0);
+	assert_int_equal(chown(sdir, runner, 0), 0);
+	write_path(sfile, CLIENT_SECRET "\n", 0600);
+	assert_int_equal(chown(sfile, runner, 0), 0);
+	c.cache_dir = dir;
+	c.client_secret_file = sfile;
+	c.owner_uid = runner;
+	assert_int_equal(get(&c, 0, &t1, NULL, NULL, &err), O365_OK);
+	o365_secret_free(&t1);
+	for (i = 0; i < 2; i++) {
+		path_join(path, sizeof(path), dir, names[i]);
+		assert_int_equal(lstat(path, &st), 0);
+		assert_int_equal(st.st_uid, runner);
+		assert_int_equal(st.st_mode & 0777, 0600);
+	}
+	/* the cache it wrote is read back for the runner */
+	assert_int_equal(get(&c, 0, &t1, NULL, NULL, &err), O365_OK);
+	o365_secret_free(&t1);
+
+	c = cfg_rt();
+	c.cache_dir = dir;
+	c.refresh_token_file = rtfile;
+	c.owner_uid = runner;
+	set_device("[]");
+	o365_deadline_in(&dl, DEADLINE_MS);
+	assert_int_equal(o365_tokstore_device_login(&c, show_hook, NULL, &dl, &fx.lg, &oerr, &err),
+	    O365_OK);
+	assert_int_equal(lstat(rtfile, &st), 0);
+	assert_int_equal(st.st_uid, runner);
+	assert_int_equal(st.st_mode & 07777, 0600);
+	assert_int_equal(get(&c, 0, &t1, NULL, NULL, &err), O365_OK);
+	o365_secret_free(&t1);
+}
+
 /* Last: every line logged by every test above, debug included. */
 static void
 logs_never_hold_a_secret(void **state)
@@ -959,6 +1017,7 @@ main(void)
 		cmocka_unit_test_setup(device_login_declined_and_expired, reset),
 		cmocka_unit_test_setup(device_login_stops_when_the_code_expires, reset),
 		cmocka_unit_test_setup(status_shows_identity_and_expiry_never_token, reset),
+		cmocka_unit_test_setup(root_acting_for_runner_leaves_runner_files, reset),
 		cmocka_unit_test(logs_never_hold_a_secret),
 	};
 
