@@ -26,7 +26,8 @@ JSON
 coproc TOKEN { exec /usr/bin/python3 "$SRC/tests/fake/fake_token.py" --cert "$WORK/pki/server" \
 	--state "$WORK/state" --lifetime 120; }
 TOKEN_PID=$TOKEN_PID
-read -r -t 20 word port <&"${TOKEN[0]}"
+word= port=
+read -r -t 20 word port <&"${TOKEN[0]}" || true
 [ "$word" = PORT ] || { echo "fake_token.py did not start" >&2; exit 1; }
 
 /usr/bin/python3 - "$SRC" "$WORK" "$port" <<'PY'
