@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -556,6 +557,86 @@ unsafe_cache_file_is_not_used_and_replaced(void **state)
 }
 
 static void
+lock_held_elsewhere_times_out(void **state)
+{
+	struct o365_tokstore_cfg c = cfg_cc();
+	struct o365_deadline dl;
+	struct o365_secret *t1;
+	struct o365_error err;
+	char path[400];
+	int fd, n0;
+
+	(void)state;
+	path_join(path, sizeof(path), fx.cache, "token.lock");
+	assert_true((fd = open(path, O_RDWR | O_CREAT, 0600)) >= 0);
+	assert_int_equal(flock(fd, LOCK_EX), 0);	/* another runner, mid-refresh */
+	n0 = request_count();
+	o365_deadline_in(&dl, 300);
+	assert_int_equal(o365_tokstore_get(&c, 0, &dl, &fx.lg, &t1, NULL, NULL, &err),
+	    O365_E_TIMEOUT);
+	assert_null(t1);
+	assert_non_null(strstr(err.why, "token.lock"));
+	assert_int_equal(request_count(), n0);		/* nothing asked without the lock */
+	assert_int_equal(flock(fd, LOCK_UN), 0);
+	close(fd);
+	assert_int_equal(get(&c, 0, &t1, NULL, NULL, &err), O365_OK);
+	o365_secret_free(&t1);
+}
+
+static void
+malformed_cache_is_replaced(void **state)
+{
+	static const char *const bodies[] = {
+		"",
+		"o365-tokstore 1\n",
+		"garbage\n",
+	};
+	struct o365_tokstore_cfg c = cfg_cc();
+	struct o365_secret *t1, *t2;
+	struct o365_deadline dl;
+	struct o365_error err;
+	char path[400], *good, *bad;
+	size_t i, cut;
+	int n0;
+
+	(void)state;
+	path_join(path, sizeof(path), fx.cache, "access-token");
+	assert_int_equal(get(&c, 0, &t1, NULL, NULL, &err), O365_OK);
+	assert_non_null(good = strdup(read_path(path)));
+	for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]) + 3; i++) {
+		assert_non_null(bad = strdup(good));
+		if (i < sizeof(bodies) / sizeof(bodies[0])) {
+			bad[0] = '\0';
+			write_path(path, bodies[i], 0600);
+		} else {
+			/* the real entry cut short, a space in the token, a bad expiry */
+			cut = strlen(bad);
+			if (i == 3)
+				bad[cut - 2] = '\0';
+			else if (i == 4)
+				bad[cut - 20] = ' ';
+			else
+				memcpy(strstr(bad, "expires_at: ") + 12, "x", 1);
+			write_path(path, bad, 0600);
+		}
+		free(bad);
+		n0 = request_count();
+		assert_int_equal(get(&c, 0, &t2, NULL, NULL, &err), O365_OK);
+		assert_int_equal(request_count(), n0 + 1);
+		assert_string_not_equal(t1->data, t2->data);
+		o365_secret_free(&t2);
+	}
+	free(good);
+	o365_secret_free(&t1);
+
+	/* device login is for the refresh token grant only */
+	o365_deadline_in(&dl, DEADLINE_MS);
+	assert_int_equal(o365_tokstore_device_login(&c, show_hook, NULL, &dl, NULL, NULL, &err),
+	    O365_E_CONFIG);
+	assert_int_equal(fx.shown, 0);
+}
+
+static void
 refresh_rotation_written_atomically(void **state)
 {
 	struct o365_tokstore_cfg c = cfg_rt();
@@ -1008,6 +1089,8 @@ main(void)
 		cmocka_unit_test_setup(token_within_margin_is_refreshed, reset),
 		cmocka_unit_test_setup(force_refresh_skips_cache_once, reset),
 		cmocka_unit_test_setup(unsafe_cache_file_is_not_used_and_replaced, reset),
+		cmocka_unit_test_setup(lock_held_elsewhere_times_out, reset),
+		cmocka_unit_test_setup(malformed_cache_is_replaced, reset),
 		cmocka_unit_test_setup(refresh_rotation_written_atomically, reset),
 		cmocka_unit_test_setup(expired_refresh_token_is_auth_and_file_untouched, reset),
 		cmocka_unit_test_setup(invalid_client_is_auth, reset),
