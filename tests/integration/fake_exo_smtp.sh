@@ -273,6 +273,16 @@ try:
     except smtplib.SMTPServerDisconnected:
         check(True, "drop mid-DATA")
     check(os.listdir(outd) == [], "nothing delivered on drop")
+    psd, outsd, _ = start("--fail", "stall-data")
+    s = session(psd)
+    auth(s, "alice@contoso.com", alice)
+    s.sock.settimeout(1)
+    try:
+        s.sendmail("alice@contoso.com", ["b@example.org"], b"s\r\n")
+        check(False, "stall after the final dot")
+    except (socket.timeout, TimeoutError, smtplib.SMTPServerDisconnected):
+        check(os.listdir(outsd) == [], "stall after the final dot, nothing delivered")
+    s.close()
     ps, _, _ = start("--fail", "stall")
     try:
         smtplib.SMTP("127.0.0.1", ps, timeout=1)
