@@ -94,6 +94,9 @@ sm_args_parse(int argc, char *const argv[], struct sm_opts *o, char *why, size_t
 				/* an optional directory, never an option */
 				if (i + 1 < argc && argv[i + 1][0] != '-')
 					o->init_dir = argv[++i];
+			} else if (strcmp(arg, "--queue-runner") == 0) {
+				o->mode = SM_MODE_RUNQ;	/* timer, path unit, cron */
+				o->force = 0;
 			} else if (strcmp(arg, "--check") == 0) {
 				o->mode = SM_MODE_CHECK;
 			} else if (strcmp(arg, "--help") == 0) {
@@ -159,6 +162,7 @@ sm_args_parse(int argc, char *const argv[], struct sm_opts *o, char *why, size_t
 				return args_fail(why, whysz,
 				    "%s: not a daemon; use plain -q (the systemd timer or cron runs it)", arg);
 			o->mode = SM_MODE_RUNQ;
+			o->force = 1;
 			continue;
 		case 't':
 		case 'i':

@@ -85,6 +85,7 @@ usage(void)
 	    "  -F NAME       full name for a From header we add\n"
 	    "  -odb -odi -odq  deliver in the background (default), wait, queue only\n"
 	    "  -bp (mailq)   list the queue      -q   run the queue now (root)\n"
+	    "  --queue-runner  deliver what is due (the systemd timer and path unit)\n"
 	    "  -bv ADDR...   show what would happen to each address\n"
 	    "  -bs           SMTP on stdin/stdout\n"
 	    "  -C FILE       another config (root only)   -v  verbose\n"
@@ -231,7 +232,7 @@ mode_check(struct ctx *x)
 /* ---- submission ---- */
 
 static int
-run_now(struct ctx *x, const char *only_id, int quiet)
+run_now(struct ctx *x, const char *only_id, int force, int quiet)
 {
 	struct o365_error err;
 	struct sm_queue q;
@@ -248,7 +249,7 @@ run_now(struct ctx *x, const char *only_id, int quiet)
 	run.q = &q;
 	run.policy = &x->pol;
 	run.lg = &x->lg;
-	run.force = only_id == NULL;
+	run.force = force;
 	run.only_id = only_id;
 	r = sm_run_queue(&run, &err);
 	sm_queue_close(&q);
@@ -282,7 +283,7 @@ spawn_runner(struct ctx *x)
 			dup2(fd, 2);
 		}
 		x->sc.to_stderr = 0;
-		_exit(run_now(x, NULL, 1) == EX_OK ? 0 : 1);
+		_exit(run_now(x, NULL, 0, 1) == EX_OK ? 0 : 1);
 	}
 	while (waitpid(pid, &st, 0) == -1 && errno == EINTR)
 		;
@@ -390,7 +391,7 @@ mode_send(struct ctx *x)
 	qopen = 0;
 	/* queued and synced: from here on the message is safe */
 	if (root && x->o.deliv == SM_DELIV_INTERACTIVE)
-		(void)run_now(x, e.id, 0);
+		(void)run_now(x, e.id, 1, 0);
 	else if (root && x->o.deliv == SM_DELIV_BACKGROUND)
 		spawn_runner(x);
 	/* not root: the systemd path unit on incoming/ (or the timer) picks it up */
@@ -531,7 +532,7 @@ main(int argc, char **argv)
 		break;
 	case SM_MODE_RUNQ:
 		if ((rc = need_root("-q")) == EX_OK && (rc = need_quser(&x)) == EX_OK)
-			rc = run_now(&x, NULL, 0);
+			rc = run_now(&x, NULL, x.o.force, 0);
 		break;
 	case SM_MODE_INIT:
 		rc = mode_init(&x);

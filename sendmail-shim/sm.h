@@ -37,7 +37,7 @@ enum sm_mode {
 	SM_MODE_LIST,		/* -bp, mailq */
 	SM_MODE_SMTP,		/* -bs */
 	SM_MODE_VERIFY,		/* -bv */
-	SM_MODE_RUNQ,		/* -q */
+	SM_MODE_RUNQ,		/* -q, --queue-runner */
 	SM_MODE_NEWALIASES,	/* -bi, newaliases: nothing to build */
 	SM_MODE_INIT,		/* --init [DIR] */
 	SM_MODE_CHECK,		/* --check */
@@ -57,6 +57,7 @@ struct sm_opts {
 	int		 from_headers;	/* -t */
 	int		 ignore_dots;	/* -i, -oi */
 	int		 verbose;	/* -v */
+	int		 force;		/* -q: whatever the backoff (--queue-runner: due ones only) */
 	const char	*sender;	/* -f / -r */
 	const char	*fullname;	/* -F */
 	const char	*config;	/* -C */

@@ -150,6 +150,20 @@ config_and_verbose(void **state)
 	assert_string_equal(o.config, "/etc/other.conf");
 	assert_int_equal(o.verbose, 1);
 	assert_int_equal(o.mode, SM_MODE_RUNQ);
+	assert_int_equal(o.force, 1);
+}
+
+static void
+queue_runner_respects_backoff(void **state)
+{
+	const char *argv[] = { "sendmail", "--queue-runner" };
+	struct sm_opts o;
+	char why[256];
+
+	(void)state;
+	assert_int_equal(sm_args_parse(2, (char *const *)argv, &o, why, sizeof(why)), 0);
+	assert_int_equal(o.mode, SM_MODE_RUNQ);
+	assert_int_equal(o.force, 0);
 }
 
 int
@@ -159,6 +173,7 @@ main(void)
 		cmocka_unit_test(invocations),
 		cmocka_unit_test(recipient_after_first_is_never_an_option),
 		cmocka_unit_test(config_and_verbose),
+		cmocka_unit_test(queue_runner_respects_backoff),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
