@@ -69,11 +69,21 @@ struct o365_oauth_error {
 
 /*
  * POST the grant to <authority>/<tenant>/oauth2/v2.0/token.
- * O365_OK: *tok_out holds a token.  O365_E_AUTH: the endpoint answered with an
- * OAuth error (oerr filled: the caller decides on oerr->error).  O365_E_TEMP:
- * 429 or 5xx (oerr->http_status, retry_after).  O365_E_PROTO: not the JSON we
- * expect, or truncated.  O365_E_TLS, O365_E_NET, O365_E_TIMEOUT (the whole
- * exchange within dl), O365_E_INVAL (bad request fields: CR/LF, empty).
+ * O365_OK: *tok_out holds a token (free with o365_token_free).  O365_E_AUTH:
+ * the endpoint answered with an OAuth error (oerr filled: the caller decides
+ * on oerr->error; device code polling gets "authorization_pending",
+ * "slow_down", "authorization_declined", "expired_token" here).
+ * O365_E_TEMP: 429 or 5xx (oerr->http_status, retry_after).  O365_E_PROTO:
+ * not the JSON we expect (HTML, wrong types, a 200 without a token, another
+ * HTTP status).  O365_E_TOOLONG: an answer over O365_MAX_HTTP_BODY.
+ * O365_E_NET: no answer, or one cut short (fewer bytes than Content-Length).
+ * O365_E_TLS (err->why has curl's reason), O365_E_TIMEOUT (the whole
+ * exchange within dl; nothing sent when dl has already passed),
+ * O365_E_CONFIG (authority not https://, tenant or client_id with characters
+ * other than letters, digits, '.', '-', '_'; bad tls->min_version),
+ * O365_E_INVAL (bad request fields: empty, CR/LF/NUL, too long; nothing sent).
+ * oerr may be NULL.  Logs one LOG_DEBUG line (host, grant, status, error,
+ * AADSTS, ms), never a secret.
  */
 int	o365_oauth_token(const struct o365_oauth_opts *o, const struct o365_oauth_request *rq,
 	    const struct o365_deadline *dl, const struct o365_log *lg,
@@ -89,7 +99,12 @@ struct o365_devicecode {
 	long	expires_in;
 };
 
-/* POST to <authority>/<tenant>/oauth2/v2.0/devicecode.  Errors as o365_oauth_token. */
+/*
+ * POST to <authority>/<tenant>/oauth2/v2.0/devicecode (RFC 8628 3.1).  The
+ * caller shows out->message, then polls o365_oauth_token() with
+ * O365_GRANT_DEVICE_CODE every out->interval seconds.  Errors as
+ * o365_oauth_token.
+ */
 int	o365_oauth_devicecode(const struct o365_oauth_opts *o, const char *scope,
 	    const struct o365_deadline *dl, const struct o365_log *lg,
 	    struct o365_devicecode *out, struct o365_oauth_error *oerr,
@@ -99,7 +114,11 @@ void	o365_token_free(struct o365_token **tp);
 
 /* ---- pure parsers (fuzzed) ---- */
 
-/* Parse a token endpoint answer body given its HTTP status (as o365_oauth_token). */
+/*
+ * Parse a token endpoint answer body (len bytes, need not be NUL-terminated)
+ * given its HTTP status; results as o365_oauth_token.  JSON must be one
+ * object, nested at most 10 deep, valid UTF-8.  oerr may be NULL.
+ */
 int	o365_oauth_parse_token(long http_status, const char *body, size_t len,
 	    struct o365_token **tok_out, struct o365_oauth_error *oerr,
 	    struct o365_error *err) O365_MUST_CHECK;
