@@ -10,9 +10,11 @@
 #include <grp.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -289,8 +291,13 @@ spawn_runner(struct ctx *x)
 		;
 }
 
+/*
+ * Queue one message read from fd: recipients from rcpts (already parsed)
+ * plus the headers with -t.  The EX_ code; *id_out gets the queue id (root).
+ */
 static int
-mode_send(struct ctx *x)
+submit(struct ctx *x, int fd, int dot_ends, int from_headers, const struct sm_addrs *rcpts,
+    const char *sender, char id_out[SM_ID_LEN + 1])
 {
 	struct o365_error err;
 	struct sm_queue q;
@@ -321,7 +328,8 @@ mode_send(struct ctx *x)
 	}
 	id.user = user;
 	id.fullname = x->o.fullname != NULL ? x->o.fullname : (gecos[0] ? gecos : NULL);
-	id.sender = x->o.sender;
+	id.sender = sender;
+	id_out[0] = '\0';
 	id.fqdn = x->fqdn;
 
 	if (root && (rc = need_quser(x)) != EX_OK)
@@ -331,7 +339,7 @@ mode_send(struct ctx *x)
 		return err.code == O365_E_CONFIG ? EX_CONFIG : EX_TEMPFAIL;
 	}
 	qopen = 1;
-	if (sm_in_init(&in, STDIN_FILENO, !x->o.ignore_dots, 65536) != O365_OK) {
+	if (sm_in_init(&in, fd, dot_ends, 65536) != O365_OK) {
 		die_line("out of memory");
 		rc = EX_OSERR;
 		goto out;
@@ -345,20 +353,20 @@ mode_send(struct ctx *x)
 		rc = r == O365_E_TOOLONG ? EX_DATAERR : EX_IOERR;
 		goto out;
 	}
-	for (i = 0; i < x->o.nrcpt; i++) {
-		if ((r = sm_addrs_parse(&e.rcpts, x->o.rcpts[i], strlen(x->o.rcpts[i]))) != O365_OK) {
-			die_line("bad recipient address: %s", x->o.rcpts[i]);
+	for (i = 0; i < rcpts->n; i++) {
+		if (sm_addrs_add(&e.rcpts, rcpts->v[i].addr, NULL) != O365_OK) {
+			die_line("too many recipients");
 			rc = EX_DATAERR;
 			goto out;
 		}
 	}
-	if (x->o.from_headers && (r = sm_hdrs_recipients(&h, &e.rcpts)) != O365_OK) {
+	if (from_headers && (r = sm_hdrs_recipients(&h, &e.rcpts)) != O365_OK) {
 		die_line("bad recipient address in the headers");
 		rc = EX_DATAERR;
 		goto out;
 	}
 	if (e.rcpts.n == 0) {
-		die_line("no recipient addresses found%s", x->o.from_headers ? " in the header" : "");
+		die_line("no recipient addresses found%s", from_headers ? " in the header" : "");
 		rc = EX_DATAERR;
 		goto out;
 	}
@@ -370,8 +378,8 @@ mode_send(struct ctx *x)
 	}
 	e.uid = getuid();
 	snprintf(e.user, sizeof(e.user), "%s", user);
-	if (x->o.sender != NULL)
-		snprintf(e.sender, sizeof(e.sender), "%s", x->o.sender);
+	if (sender != NULL)
+		snprintf(e.sender, sizeof(e.sender), "%s", sender);
 	else
 		snprintf(e.sender, sizeof(e.sender), "%s@%s", user, x->fqdn);
 	e.created = (long long)time(NULL);
@@ -387,14 +395,7 @@ mode_send(struct ctx *x)
 	if (root)
 		o365_log(&x->lg, LOG_INFO, "%s: uid=%u user=%s sender=<%s> nrcpt=%zu size=%lld queued",
 		    e.id, (unsigned)e.uid, e.user, e.sender, e.rcpts.n, (long long)e.size);
-	sm_queue_close(&q);
-	qopen = 0;
-	/* queued and synced: from here on the message is safe */
-	if (root && x->o.deliv == SM_DELIV_INTERACTIVE)
-		(void)run_now(x, e.id, 1, 0);
-	else if (root && x->o.deliv == SM_DELIV_BACKGROUND)
-		spawn_runner(x);
-	/* not root: the systemd path unit on incoming/ (or the timer) picks it up */
+	snprintf(id_out, SM_ID_LEN + 1, "%s", e.id);
 	rc = EX_OK;
 out:
 	if (qopen)
@@ -403,6 +404,181 @@ out:
 	sm_hdrs_free(&h);
 	sm_env_free(&e);
 	return rc;
+}
+
+static int
+mode_send(struct ctx *x)
+{
+	struct sm_addrs rc = { 0 };
+	char id[SM_ID_LEN + 1];
+	size_t i;
+	int ex;
+
+	for (i = 0; i < x->o.nrcpt; i++) {
+		if (sm_addrs_parse(&rc, x->o.rcpts[i], strlen(x->o.rcpts[i])) != O365_OK) {
+			die_line("bad recipient address: %s", x->o.rcpts[i]);
+			sm_addrs_free(&rc);
+			return EX_DATAERR;
+		}
+	}
+	ex = submit(x, STDIN_FILENO, !x->o.ignore_dots, x->o.from_headers, &rc, x->o.sender, id);
+	sm_addrs_free(&rc);
+	if (ex != EX_OK)
+		return ex;
+	/* queued and synced: from here on the message is safe */
+	if (geteuid() == 0 && x->o.deliv == SM_DELIV_INTERACTIVE)
+		(void)run_now(x, id, 1, 0);
+	else if (geteuid() == 0 && x->o.deliv == SM_DELIV_BACKGROUND)
+		spawn_runner(x);
+	/* not root: the systemd path unit on incoming/ (or the timer) picks it up */
+	return EX_OK;
+}
+
+/* ---- -bs: SMTP on stdin/stdout (Symfony's default transport) ---- */
+
+static void
+smtp_reply(const char *fmt, ...) O365_PRINTF(1, 2);
+
+static void
+smtp_reply(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	fputs("\r\n", stdout);
+	fflush(stdout);
+}
+
+/* The address between '<' and '>' after "FROM:" / "TO:"; "" for <>. */
+static int
+smtp_path(const char *arg, char *out, size_t size)
+{
+	const char *lt, *gt;
+
+	while (*arg == ' ')
+		arg++;
+	if ((lt = strchr(arg, '<')) == NULL || (gt = strchr(lt, '>')) == NULL ||
+	    (size_t)(gt - lt - 1) >= size)
+		return -1;
+	memcpy(out, lt + 1, (size_t)(gt - lt - 1));
+	out[gt - lt - 1] = '\0';
+	return 0;
+}
+
+static int
+mode_smtp(struct ctx *x)
+{
+	struct sm_in in;
+	struct sm_addrs rc = { 0 };
+	char line[1024], addr[O365_MAX_ADDRESS + 1], sender[O365_MAX_ADDRESS + 1], id[SM_ID_LEN + 1];
+	const char *p;
+	size_t len, ll;
+	int bol, r, have_mail = 0, ex, over;
+	FILE *tf;
+
+	if (sm_in_init(&in, STDIN_FILENO, 0, 65536) != O365_OK)
+		return EX_OSERR;
+	sender[0] = '\0';
+	smtp_reply("220 %s o365-sendmail ESMTP ready", x->fqdn);
+	while ((r = sm_in_piece(&in, sizeof(line) - 1, &p, &len, &bol)) == 1) {
+		if (p[len - 1] != '\n') {
+			/* too long: swallow the rest of it */
+			while ((r = sm_in_piece(&in, sizeof(line) - 1, &p, &len, &bol)) == 1 && p[len - 1] != '\n')
+				;
+			smtp_reply("500 5.5.2 line too long");
+			continue;
+		}
+		ll = len;
+		while (ll > 0 && (p[ll - 1] == '\n' || p[ll - 1] == '\r'))
+			ll--;
+		memcpy(line, p, ll);
+		line[ll] = '\0';
+		if (strncasecmp(line, "EHLO", 4) == 0) {
+			smtp_reply("250-%s\r\n250-8BITMIME\r\n250-SIZE %ld\r\n250 ENHANCEDSTATUSCODES",
+			    x->fqdn, (long)SM_MAX_MESSAGE);
+		} else if (strncasecmp(line, "HELO", 4) == 0) {
+			smtp_reply("250 %s", x->fqdn);
+		} else if (strncasecmp(line, "MAIL FROM:", 10) == 0) {
+			if (have_mail) {
+				smtp_reply("503 5.5.1 nested MAIL command");
+			} else if (smtp_path(line + 10, sender, sizeof(sender)) != 0) {
+				smtp_reply("501 5.1.7 bad sender address syntax");
+			} else {
+				have_mail = 1;
+				smtp_reply("250 2.1.0 ok");
+			}
+		} else if (strncasecmp(line, "RCPT TO:", 8) == 0) {
+			if (!have_mail)
+				smtp_reply("503 5.5.1 need MAIL first");
+			else if (smtp_path(line + 8, addr, sizeof(addr)) != 0 || addr[0] == '\0')
+				smtp_reply("501 5.1.3 bad recipient address syntax");
+			else if (sm_addrs_add(&rc, addr, NULL) != O365_OK)
+				smtp_reply("452 4.5.3 too many recipients");
+			else
+				smtp_reply("250 2.1.5 ok");
+		} else if (strcasecmp(line, "DATA") == 0) {
+			if (rc.n == 0) {
+				smtp_reply("503 5.5.1 need RCPT first");
+				continue;
+			}
+			if ((tf = tmpfile()) == NULL) {
+				smtp_reply("451 4.3.0 cannot store the message");
+				continue;
+			}
+			smtp_reply("354 end with <CRLF>.<CRLF>");
+			over = 0;
+			while ((r = sm_in_piece(&in, 65536, &p, &len, &bol)) == 1) {
+				if (bol && p[0] == '.') {
+					if ((len == 2 && p[1] == '\n') || (len == 3 && p[1] == '\r' && p[2] == '\n'))
+						break;
+					p++;		/* RFC 5321 4.5.2: undo the transparency dot */
+					len--;
+				}
+				if (ftell(tf) > SM_MAX_MESSAGE)
+					over = 1;
+				else if (fwrite(p, 1, len, tf) != len)
+					over = 2;
+			}
+			if (r != 1) {
+				fclose(tf);
+				break;		/* the client went away mid-DATA: nothing queued */
+			}
+			if (over || fflush(tf) != 0 || fseek(tf, 0, SEEK_SET) != 0) {
+				smtp_reply(over == 1 ? "552 5.3.4 message too big" : "451 4.3.0 cannot store the message");
+			} else {
+				ex = submit(x, fileno(tf), 0, 0, &rc, sender[0] ? sender : NULL, id);
+				if (ex == EX_OK)
+					smtp_reply("250 2.0.0 ok: queued%s%s", id[0] ? " as " : "", id);
+				else if (ex == EX_DATAERR)
+					smtp_reply("554 5.6.0 message refused");
+				else
+					smtp_reply("451 4.3.0 not queued, try again later");
+				if (ex == EX_OK && geteuid() == 0 && x->o.deliv == SM_DELIV_BACKGROUND)
+					spawn_runner(x);
+			}
+			fclose(tf);
+			sm_addrs_free(&rc);
+			have_mail = 0;
+		} else if (strcasecmp(line, "RSET") == 0) {
+			sm_addrs_free(&rc);
+			have_mail = 0;
+			smtp_reply("250 2.0.0 ok");
+		} else if (strncasecmp(line, "NOOP", 4) == 0) {
+			smtp_reply("250 2.0.0 ok");
+		} else if (strncasecmp(line, "VRFY", 4) == 0) {
+			smtp_reply("252 2.1.5 cannot verify, will try");
+		} else if (strcasecmp(line, "QUIT") == 0) {
+			smtp_reply("221 2.0.0 bye");
+			break;
+		} else {
+			smtp_reply("502 5.5.2 command not recognised");
+		}
+	}
+	sm_addrs_free(&rc);
+	sm_in_free(&in);
+	return EX_OK;
 }
 
 static int
@@ -541,8 +717,7 @@ main(int argc, char **argv)
 		rc = mode_check(&x);
 		break;
 	case SM_MODE_SMTP:
-		die_line("-bs is not supported yet");
-		rc = EX_UNAVAILABLE;
+		rc = mode_smtp(&x);
 		break;
 	default:
 		rc = EX_SOFTWARE;
