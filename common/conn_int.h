@@ -11,6 +11,9 @@ struct o365_conn {
 	int		 fd;
 	SSL		*ssl;		/* NULL until o365_conn_start_tls */
 	SSL_CTX		*ctx;
+	BIO_METHOD	*biom;		/* our send(MSG_NOSIGNAL) BIO, per connection */
+	int		 sys_errno;	/* last errno seen by that BIO */
+	int		 tls_dead;	/* fatal TLS error: no close_notify */
 	struct o365_buf	 in;		/* received, not yet consumed */
 	int		 eof;
 };

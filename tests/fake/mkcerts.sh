@@ -24,9 +24,9 @@ ca() {	# ca NAME CN
 		-addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
 		-out "$1.pem" 2>/dev/null
 }
-leaf() {	# leaf NAME CANAME SAN
+leaf() {	# leaf NAME CANAME SAN CN
 	key "$1.key"
-	openssl req -new -key "$1.key" -subj "$subj/CN=${3#DNS:}" -out "$1.csr" 2>/dev/null
+	openssl req -new -key "$1.key" -subj "$subj/CN=$4" -out "$1.csr" 2>/dev/null
 	ext "$1.ext" "$3"
 	openssl x509 -req -in "$1.csr" -CA "$2.pem" -CAkey "$2.key" -CAcreateserial -sha256 \
 		-days 30 -extfile "$1.ext" -out "$1.pem" 2>/dev/null
@@ -35,9 +35,9 @@ leaf() {	# leaf NAME CANAME SAN
 
 ca ca "o365-unix test CA"
 ca other-ca "another CA"
-leaf server ca "DNS:localhost,IP:127.0.0.1,IP:::1"
-leaf wronghost ca "DNS:wrong.example"
-leaf untrusted other-ca "DNS:localhost,IP:127.0.0.1,IP:::1"
+leaf server ca "DNS:localhost,IP:127.0.0.1,IP:::1" localhost
+leaf wronghost ca "DNS:wrong.example" wrong.example
+leaf untrusted other-ca "DNS:localhost,IP:127.0.0.1,IP:::1" localhost
 cat server.pem ca.pem > chain.pem
 
 # expired: openssl ca lets us choose both dates

@@ -37,7 +37,12 @@ int	o365_conn_from_fd(int fd, struct o365_conn **out, struct o365_error *err) O3
  * If any byte is already buffered from the plaintext phase this fails with
  * O365_E_PROTO (STARTTLS plaintext injection, CVE-2011-0411 class).
  * O365_E_TLS with err->why naming the reason (expired, wrong host name,
- * untrusted issuer, protocol version), O365_E_TIMEOUT, O365_E_NET.
+ * untrusted issuer, protocol version), O365_E_TIMEOUT, O365_E_NET,
+ * O365_E_CONFIG (unreadable ca_file, min_version other than 1.2/1.3),
+ * O365_E_INVAL (no host, TLS already on).  host may be an IP literal: it is
+ * then matched against iPAddress names and no SNI is sent.
+ * After any failure but "no host" / "TLS already on" the connection is shut
+ * down: nothing more can be sent or read on it, in clear or not; close it.
  */
 int	o365_conn_start_tls(struct o365_conn *c, const struct o365_tls_opts *opts,
 	    const char *host, const struct o365_deadline *dl,

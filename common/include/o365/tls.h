@@ -4,10 +4,16 @@
 
 #include "err.h"
 
+/*
+ * The system store is OpenSSL's compiled-in X509_get_default_cert_file() and
+ * _dir(); SSL_CERT_FILE / SSL_CERT_DIR in the environment are ignored (under
+ * su or sudo the caller controls the environment).
+ */
 struct o365_tls_opts {
 	const char	*ca_file;	/* PEM bundle; NULL: system store */
 	const char	*ca_dir;	/* hashed directory; NULL: system store */
-	int		 min_version;	/* TLS1_2_VERSION (default when 0) or TLS1_3_VERSION */
+	int		 min_version;	/* TLS1_2_VERSION (default when 0) or TLS1_3_VERSION;
+					 * anything else: O365_E_CONFIG */
 };
 
 /* "1.2" -> TLS1_2_VERSION, "1.3" -> TLS1_3_VERSION; anything else O365_E_CONFIG. */
@@ -21,7 +27,7 @@ struct o365_tls_info {
 	char	issuer[256];
 	char	not_after[32];
 	char	verify[128];		/* "ok" or X509_verify_cert_error_string */
-	int	chain_len;
+	int	chain_len;		/* verified chain, leaf to trust anchor */
 };
 
 #endif
