@@ -612,9 +612,22 @@ pickup_one(struct sm_queue *q, const char *name, const struct sm_policy *p,
 
 	memset(&e, 0, sizeof(e));
 	fd = openat(q->incfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+	if (fd == -1 && errno == ENOENT) {
+		remove = 0;		/* another runner took it */
+		r = O365_E_INVAL;
+		goto out;
+	}
 	if (fd == -1) {
 		o365_log(lg, LOG_WARNING, "pickup: %s: %s, removed", name,
 		    errno == ELOOP ? "a symbolic link" : strerror(errno));
+		r = O365_E_INVAL;
+		goto out;
+	}
+	/* two runners picking up at once: one takes the drop, the other
+	 * skips it (lock busy, or unlinked by the time it got the lock) */
+	if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+	    (flock(fd, LOCK_EX | LOCK_NB) == -1 || fstat(fd, &st) == -1 || st.st_nlink == 0)) {
+		remove = 0;
 		r = O365_E_INVAL;
 		goto out;
 	}

@@ -49,6 +49,7 @@ struct session {
 	struct o365_tls_opts	 tls;
 	struct o365_smtp_opts	 so;
 	int			 mech;
+	int			 need_rset;	/* a transaction completed: RSET before the next */
 };
 
 /* A one-line record of one attempt for syslog (never a secret). */
@@ -236,6 +237,7 @@ deliver(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 				any_temp = 1;
 			}
 		}
+		ss->need_rset = 1;
 		log_attempt(run, e, "sent", o365_smtp_last_reply(ss->s)->text);
 		run->sent++;
 		snprintf(run->last_status, sizeof(run->last_status), "sent: %d %s",
@@ -305,7 +307,7 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 	struct o365_error e2;
 	char **ids = NULL, helo[256];
 	size_t n = 0, i;
-	int r, fd, nsess = 0;
+	int r, fd;
 
 	memset(&ss, 0, sizeof(ss));
 	memset(&e, 0, sizeof(e));
@@ -364,7 +366,8 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 			close(fd);
 			continue;
 		}
-		if (ss.s != NULL && nsess > 0) {
+		if (ss.s != NULL && ss.need_rset) {
+			ss.need_rset = 0;
 			o365_deadline_in(&dl, (unsigned)run->conf->smtp_timeout * 1000u);
 			if (o365_smtp_rset(ss.s, &dl, &e2) != O365_OK) {
 				o365_deadline_in(&dl, 1000);
@@ -372,7 +375,6 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 			}
 		}
 		r = deliver(run, &ss, &e, fd, pw, helo);
-		nsess++;
 		sm_env_free(&e);
 		close(fd);
 		if (is_session_error(r) || r == O365_E_AUTH || r == O365_E_TEMP) {

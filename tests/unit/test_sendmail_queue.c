@@ -263,6 +263,44 @@ drop_and_pickup(void **state)
 }
 
 static void
+pickup_skips_a_drop_another_runner_holds(void **state)
+{
+	struct fx *f = *state;
+	struct sm_in in;
+	struct sm_hdrs h;
+	struct sm_env e;
+	struct o365_error err;
+	struct dirent *de;
+	DIR *d;
+	char p[700];
+	int fd, held = -1;
+
+	memset(&e, 0, sizeof(e));
+	fd = in_from(&in, "Subject: s\n\nbody\n");
+	assert_int_equal(sm_hdrs_read(&in, &h), O365_OK);
+	assert_int_equal(sm_addrs_add(&e.rcpts, "a@example.org", NULL), O365_OK);
+	assert_int_equal(sm_queue_drop(&f->q, &e, &h, &in, &err), O365_OK);
+	snprintf(p, sizeof(p), "%s/incoming", f->dir);
+	d = opendir(p);
+	assert_non_null(d);
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] == 'm')
+			held = openat(f->q.incfd, de->d_name, O_RDONLY);
+	closedir(d);
+	assert_true(held >= 0);
+	assert_int_equal(flock(held, LOCK_EX), 0);	/* the other runner */
+	assert_int_equal(sm_queue_pickup(&f->q, &pol, NULL, &err), 0);
+	assert_int_equal(count_entries(f->q.incfd, "m"), 1);	/* left alone */
+	close(held);
+	assert_int_equal(sm_queue_pickup(&f->q, &pol, NULL, &err), 1);
+	assert_int_equal(count_entries(f->q.incfd, "m"), 0);
+	sm_env_free(&e);
+	sm_hdrs_free(&h);
+	sm_in_free(&in);
+	close(fd);
+}
+
+static void
 pickup_refuses_links_and_specials(void **state)
 {
 	struct fx *f = *state;
@@ -388,6 +426,7 @@ main(void)
 		cmocka_unit_test(env_unknown_and_malformed_fields),
 		cmocka_unit_test_setup_teardown(drop_and_pickup, setup, teardown),
 		cmocka_unit_test_setup_teardown(pickup_refuses_links_and_specials, setup, teardown),
+		cmocka_unit_test_setup_teardown(pickup_skips_a_drop_another_runner_holds, setup, teardown),
 		cmocka_unit_test_setup_teardown(lock_is_exclusive_and_sees_removal, setup, teardown),
 		cmocka_unit_test(aliases_resolve),
 	};
