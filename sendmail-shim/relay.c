@@ -377,10 +377,9 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 		r = deliver(run, &ss, &e, fd, pw, helo);
 		sm_env_free(&e);
 		close(fd);
-		if (is_session_error(r) || r == O365_E_AUTH || r == O365_E_TEMP) {
-			if (ss.s == NULL)	/* could not connect: leave the rest for later */
-				break;
-		}
+		(void)r;
+		if (ss.s == NULL)	/* no session, or it broke: the rest waits for the next run */
+			break;
 	}
 	r = O365_OK;
 out:
