@@ -869,6 +869,45 @@ nomem:
 }
 
 int
+sm_queue_sweep(int dirfd, const struct o365_log *lg)
+{
+	struct dirent *de;
+	struct stat st;
+	char env[SM_ID_LEN + 8];
+	time_t old = time(NULL) - 86400;
+	DIR *d;
+	size_t len;
+	int fd, n = 0;
+
+	if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 || (d = fdopendir(fd)) == NULL) {
+		if (fd != -1)
+			close(fd);
+		return 0;
+	}
+	while ((de = readdir(d)) != NULL) {
+		len = strlen(de->d_name);
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
+		    fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1 || st.st_mtime > old)
+			continue;
+		if (de->d_name[0] == '.' && de->d_name[1] == 't') {
+			/* a writer died between create and rename */
+		} else if (len == SM_ID_LEN + 4 && strcmp(de->d_name + SM_ID_LEN, ".msg") == 0) {
+			snprintf(env, sizeof(env), "%.*s.env", SM_ID_LEN, de->d_name);
+			if (faccessat(dirfd, env, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
+				continue;	/* a queued message */
+		} else {
+			continue;
+		}
+		if (unlinkat(dirfd, de->d_name, 0) == 0) {
+			o365_log(lg, LOG_NOTICE, "removed %s: left over by an interrupted writer", de->d_name);
+			n++;
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+int
 sm_queue_lock(int dirfd, const char *id, int *fd_out, struct o365_error *err)
 {
 	struct stat st;

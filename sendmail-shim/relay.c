@@ -100,6 +100,15 @@ session_open(struct sm_run *run, struct session *ss, const struct o365_secret *p
 	return O365_OK;
 }
 
+static int
+has8(const char *s)
+{
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s >= 0x80)
+			return 1;
+	return 0;
+}
+
 static long long
 backoff(int attempts)
 {
@@ -213,6 +222,10 @@ deliver(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 		rc[i] = e->rcpts.v[i].addr;
 	if (e->eightbit)
 		flags |= O365_SMTP_8BIT;
+	/* RFC 6531: an address with UTF-8 needs SMTPUTF8 */
+	for (i = 0; i < e->rcpts.n; i++)
+		if (has8(e->rcpts.v[i].addr))
+			flags |= O365_SMTP_UTF8;
 	r = o365_smtp_envelope(ss->s, run->conf->from_address, e->size, flags, rc, e->rcpts.n, codes,
 	    rr, &dl, &err);
 	if (r == O365_OK) {
@@ -347,6 +360,7 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 		    run->conf->auth_mechanism);
 		goto out;
 	}
+	(void)sm_queue_sweep(run->q->qfd, run->lg);
 	if ((r = sm_queue_list(run->q->qfd, &ids, &n, err)) != O365_OK)
 		goto out;
 	for (i = 0; i < n; i++) {

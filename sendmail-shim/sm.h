@@ -331,6 +331,10 @@ int	sm_queue_write_env(int dirfd, const struct sm_env *e, uid_t quid, gid_t qgid
 int	sm_queue_list(int dirfd, char ***ids_out, size_t *n_out, struct o365_error *err) O365_MUST_CHECK;
 void	sm_queue_list_free(char **ids, size_t n);
 
+/* Remove what interrupted writers left (.t* files, a .msg without its .env)
+ * once a day old.  Returns how many. */
+int	sm_queue_sweep(int dirfd, const struct o365_log *lg);
+
 /* Open and flock(LOCK_EX|LOCK_NB) <id>.msg.  *fd_out = -1 and O365_OK when
  * another runner holds it or the message is gone. */
 int	sm_queue_lock(int dirfd, const char *id, int *fd_out, struct o365_error *err) O365_MUST_CHECK;

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -362,6 +363,30 @@ lock_is_exclusive_and_sees_removal(void **state)
 }
 
 static void
+sweep_removes_only_old_leftovers(void **state)
+{
+	struct fx *f = *state;
+	struct timespec old[2] = { { 1000000000, 0 }, { 1000000000, 0 } };
+	const char *names[] = { ".t0123", "0000000000aaaaaaaaaaaaaaaa.msg", "0000000000bbbbbbbbbbbbbbbb.msg",
+	    "0000000000bbbbbbbbbbbbbbbb.env", ".tfresh" };
+	size_t i;
+	int fd;
+
+	for (i = 0; i < 5; i++) {
+		fd = openat(f->q.qfd, names[i], O_WRONLY | O_CREAT, 0600);
+		assert_true(fd >= 0);
+		close(fd);
+		if (i < 4)
+			assert_int_equal(utimensat(f->q.qfd, names[i], old, 0), 0);
+	}
+	/* the temp file and the .msg without .env go; a queued message and a fresh temp stay */
+	assert_int_equal(sm_queue_sweep(f->q.qfd, NULL), 2);
+	assert_int_equal(count_entries(f->q.qfd, ""), 3);
+	assert_int_equal(faccessat(f->q.qfd, "0000000000bbbbbbbbbbbbbbbb.msg", F_OK, 0), 0);
+	assert_int_equal(faccessat(f->q.qfd, ".tfresh", F_OK, 0), 0);
+}
+
+static void
 aliases_resolve(void **state)
 {
 	struct o365_conf_pair al[] = {
@@ -428,6 +453,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(pickup_refuses_links_and_specials, setup, teardown),
 		cmocka_unit_test_setup_teardown(pickup_skips_a_drop_another_runner_holds, setup, teardown),
 		cmocka_unit_test_setup_teardown(lock_is_exclusive_and_sees_removal, setup, teardown),
+		cmocka_unit_test_setup_teardown(sweep_removes_only_old_leftovers, setup, teardown),
 		cmocka_unit_test(aliases_resolve),
 	};
 
