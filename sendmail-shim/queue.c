@@ -755,7 +755,8 @@ sm_queue_read_env(int dirfd, const char *id, struct sm_env *e, const struct o365
 
 	memset(e, 0, sizeof(*e));
 	snprintf(name, sizeof(name), "%s.env", id);
-	if ((fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+	/* root's mailq reads files the queue user controls: no FIFO may hang it */
+	if ((fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC)) == -1)
 		return o365_error_set(err, errno == ENOENT ? O365_E_INVAL : O365_E_IO, "%s: %s",
 		    name, strerror(errno));
 	if ((buf = malloc(SM_MAX_ENV)) == NULL) {
