@@ -5,6 +5,9 @@
 
 #include "o365/err.h"
 
+/* bytes one input byte takes in o365_sanitize's output */
+#define SANITIZE_LEN(ch) ((ch) >= 0x20 && (ch) <= 0x7e ? 1 : 4)
+
 const char *
 o365_err_name(int code)
 {
@@ -39,25 +42,22 @@ size_t
 o365_sanitize(char *dst, size_t dstsz, const char *src, size_t srclen)
 {
 	static const char hex[] = "0123456789abcdef";
-	size_t i, o = 0;
+	size_t i, o = 0, total = 0, room;
 
 	if (dstsz == 0)
 		return 0;
+	room = dstsz - 1;
+	/* does all of it fit?  If not, keep room for the "..." that marks the cut */
+	for (i = 0; i < srclen && total <= room; i++)
+		total += SANITIZE_LEN((unsigned char)src[i]);
+	if (total > room && room >= 3)
+		room -= 3;
 	for (i = 0; i < srclen; i++) {
 		unsigned char ch = (unsigned char)src[i];
-		size_t need = (ch >= 0x20 && ch <= 0x7e) ? 1 : 4;
 
-		/* keep room for "..." and the NUL if more input follows */
-		if (o + need + 1 > dstsz || (i + 1 < srclen && o + need + 4 > dstsz)) {
-			if (dstsz >= 4) {
-				while (o + 4 > dstsz)
-					o--;
-				memcpy(dst + o, "...", 3);
-				o += 3;
-			}
-			break;
-		}
-		if (need == 1) {
+		if (o + SANITIZE_LEN(ch) > room)
+			break;		/* an escape is never split */
+		if (SANITIZE_LEN(ch) == 1) {
 			dst[o++] = (char)ch;
 		} else {
 			dst[o++] = '\\';
@@ -65,6 +65,10 @@ o365_sanitize(char *dst, size_t dstsz, const char *src, size_t srclen)
 			dst[o++] = hex[ch >> 4];
 			dst[o++] = hex[ch & 15];
 		}
+	}
+	if (i < srclen && dstsz >= 4) {
+		memcpy(dst + o, "...", 3);
+		o += 3;
 	}
 	dst[o] = '\0';
 	return o;

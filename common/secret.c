@@ -79,7 +79,11 @@ o365_secret_read_file(const char *path, uid_t owner_uid, struct o365_secret **ou
 	int fd, r;
 
 	*out = NULL;
-	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY)) == -1)
+	/*
+	 * O_NONBLOCK: opening a FIFO with no writer would block the caller (sshd,
+	 * sudo) for ever; it is refused after fstat.  Regular files ignore it.
+	 */
+	if ((fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) == -1)
 		return o365_error_set(err, errno == ELOOP ? O365_E_CONFIG : O365_E_IO,
 		    "secret file %s: %s", path,
 		    errno == ELOOP ? "is a symbolic link" : strerror(errno));
@@ -130,10 +134,12 @@ o365_secret_read_file(const char *path, uid_t owner_uid, struct o365_secret **ou
 			goto out;
 		}
 	}
-	if (got > 0 && s->data[got - 1] == '\n')
+	/* one line end, LF or CRLF; a lone CR stays (and fails the credential rule) */
+	if (got > 0 && s->data[got - 1] == '\n') {
 		got--;
-	if (got > 0 && s->data[got - 1] == '\r')
-		got--;
+		if (got > 0 && s->data[got - 1] == '\r')
+			got--;
+	}
 	s->data[got] = '\0';
 	s->len = got;
 	if (got == 0) {
