@@ -229,14 +229,12 @@ deliver(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 	r = o365_smtp_envelope(ss->s, run->conf->from_address, e->size, flags, rc, e->rcpts.n, codes,
 	    rr, &dl, &err);
 	if (r == O365_OK) {
-		if (lseek(msgfd, 0, SEEK_SET) == -1) {
-			defer(run, e, msgfd, "cannot rewind the message");
-			r = O365_E_IO;
-		} else {
+		/* a local read error (O365_E_IO) is deferred below like a 4xx:
+		 * the message was not ended with ".", so nothing was sent */
+		if (lseek(msgfd, 0, SEEK_SET) == -1)
+			r = o365_error_set(&err, O365_E_IO, "cannot rewind the message: %s", strerror(errno));
+		else
 			r = o365_smtp_data_fd(ss->s, msgfd, &dl, &err);
-		}
-		if (r == O365_E_IO)
-			r = O365_OK;
 	}
 	if (r == O365_OK) {
 		/* delivered to those accepted; sort the others out */
