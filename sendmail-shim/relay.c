@@ -50,6 +50,7 @@ struct session {
 	struct o365_smtp_opts	 so;
 	int			 mech;
 	int			 need_rset;	/* a transaction completed: RSET before the next */
+	char			 down[1200];	/* why no session could be opened in this run */
 };
 
 /* A one-line record of one attempt for syslog (never a secret). */
@@ -202,8 +203,15 @@ deliver(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 
 	o365_error_clear(&err);
 	e->attempts++;
+	if (ss->down[0] != '\0') {
+		/* the server could not be reached in this run: count the attempt
+		 * anyway, so every message ages and expires on time */
+		defer(run, e, msgfd, ss->down);
+		return O365_E_NET;
+	}
 	if (ss->s == NULL && (r = session_open(run, ss, pw, helo, &err)) != O365_OK) {
 		reply_text(why, sizeof(why), &err);
+		snprintf(ss->down, sizeof(ss->down), "%s", why);
 		if (r == O365_E_PERM)		/* a 5xx greeting: still ours to retry */
 			r = O365_E_TEMP;
 		defer(run, e, msgfd, why);
@@ -390,8 +398,8 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 		sm_env_free(&e);
 		close(fd);
 		(void)r;
-		if (ss.s == NULL)	/* no session, or it broke: the rest waits for the next run */
-			break;
+		/* a session that broke mid-run is opened again for the next one;
+		 * one that could not be opened at all marks the rest deferred */
 	}
 	r = O365_OK;
 out:
