@@ -284,6 +284,10 @@ spawn_runner(struct ctx *x)
 			dup2(fd, 1);
 			dup2(fd, 2);
 		}
+		/* nothing of the caller's (a pipe PHP or cron waits on) stays open */
+		closelog();
+		(void)close_range(3, ~0U, 0);
+		openlog(PROG, LOG_PID, LOG_MAIL);
 		x->sc.to_stderr = 0;
 		_exit(run_now(x, NULL, 0, 1) == EX_OK ? 0 : 1);
 	}
