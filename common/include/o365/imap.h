@@ -5,11 +5,17 @@
  *
  * Results: O365_OK only after a tagged OK carrying our tag.  O365_E_AUTH: the
  * server said NO to the credentials (LOGIN / AUTHENTICATE), which includes
- * Exchange Online's "NO LOGIN failed.".  O365_E_TEMP: NO with
- * [UNAVAILABLE] / [SERVERBUG] / [INUSE] / [LIMIT], or a BYE.  O365_E_PROTO: a
- * reply we cannot parse or a BAD.  O365_E_INVAL: a credential refused before
- * anything was sent (empty, CR, LF, NUL, too long).  Plus the conn errors.
- * Secrets are never logged: traces show "<secret>" in their place.
+ * Exchange Online's "NO LOGIN failed." and NO [CONTACTADMIN] (an account an
+ * administrator must fix).  O365_E_TEMP: NO with [UNAVAILABLE] / [SERVERBUG] /
+ * [INUSE] / [LIMIT], or a BYE before our tagged reply.  O365_E_PERM: LOGIN
+ * while the server advertises LOGINDISABLED (nothing sent).  O365_E_TOOLONG:
+ * a line, literal or untagged-line count over the limits in limits.h.
+ * O365_E_PROTO: a reply we cannot parse or a BAD.  O365_E_INVAL: a credential
+ * refused before anything was sent (empty, CR, LF, NUL, too long).  Plus the
+ * conn errors.  After a failed read or write, a timeout, a BYE or a reply we
+ * could not follow, the session refuses further commands (O365_E_PROTO,
+ * nothing sent); free it.  Secrets are never logged: traces show "<secret>"
+ * in their place.
  */
 #ifndef O365_IMAP_H
 #define O365_IMAP_H
@@ -28,7 +34,12 @@ int	o365_imap_connect(const char *host, unsigned int port, const struct o365_tls
 	    const struct o365_deadline *dl, const struct o365_log *lg,
 	    struct o365_imap **out, struct o365_error *err) O365_MUST_CHECK;
 
-/* The same over an already connected (and normally TLS) conn; takes ownership. */
+/*
+ * The same over an already connected (and normally TLS) conn; takes ownership
+ * (c is closed on failure).  *lg is copied; its ctx must outlive im.  Reads the
+ * greeting (PREAUTH -> O365_E_PROTO, BYE -> O365_E_TEMP) and, unless the
+ * greeting carried [CAPABILITY ...], sends CAPABILITY.
+ */
 int	o365_imap_start(struct o365_conn *c, const struct o365_deadline *dl,
 	    const struct o365_log *lg, struct o365_imap **out,
 	    struct o365_error *err) O365_MUST_CHECK;
@@ -46,11 +57,18 @@ struct o365_conn *o365_imap_conn(struct o365_imap *im);
 int	o365_imap_login(struct o365_imap *im, const char *user, const char *pass, size_t passlen,
 	    const struct o365_deadline *dl, struct o365_error *err) O365_MUST_CHECK;
 
-/* AUTHENTICATE PLAIN (SASL-IR when advertised). */
+/* AUTHENTICATE PLAIN (SASL-IR when advertised and the line fits); the blob is
+ * o365_sasl_plain's (O365_E_INVAL, nothing sent, for refused credentials). */
 int	o365_imap_auth_plain(struct o365_imap *im, const char *user, const char *pass,
 	    size_t passlen, const struct o365_deadline *dl, struct o365_error *err) O365_MUST_CHECK;
 
-/* AUTHENTICATE XOAUTH2 with an access token (SASL-IR when advertised and the line fits). */
+/*
+ * AUTHENTICATE XOAUTH2 with an access token (SASL-IR when advertised and the
+ * line fits O365_MAX_IMAP_LINE, else after "+").  The blob is o365_sasl_xoauth2's
+ * (O365_E_INVAL, nothing sent, for a bad user name or token).  A failure
+ * challenge (base64 JSON) is answered with an empty line; its "status" goes
+ * into err->why.
+ */
 int	o365_imap_auth_xoauth2(struct o365_imap *im, const char *user, const char *token,
 	    size_t toklen, const struct o365_deadline *dl, struct o365_error *err) O365_MUST_CHECK;
 
@@ -75,12 +93,18 @@ struct o365_imap_resp {
 	const char		*code_args;	/* rest of the code up to ']' (in line), or NULL */
 	size_t			code_args_len;
 	const char		*text;		/* human text (in line), may be "" */
+	size_t			text_len;	/* bytes of text (the line need not be NUL-terminated) */
 	const char		*data;		/* untagged data after "* " when status is NONE */
+	size_t			data_len;
 	size_t			literal;	/* line ends in {n}: n bytes follow; 0 otherwise */
 	int			has_literal;
 };
 
-/* Parse one response line (without CRLF).  O365_OK or O365_E_PROTO. */
+/*
+ * Parse one response line (without CRLF); out points into line.  O365_OK or
+ * O365_E_PROTO (bad tag, unknown status, "[" without "]", CR/LF/NUL, ...).
+ * A literal marker is only recognised at the end of untagged data.
+ */
 int	o365_imap_parse_line(const char *line, size_t len, struct o365_imap_resp *out) O365_MUST_CHECK;
 
 #endif
