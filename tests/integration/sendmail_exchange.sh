@@ -94,7 +94,7 @@ serve() {	# serve SCRIPTFILE: start the fake, point the config at it
 	/usr/bin/python3 "$FAKE" --script "$1" --cert "$T/pki/server" --transcript "$T/transcript" \
 		--lifetime 60 > "$T/fake.out" 2>&1 &
 	FPID=$!
-	for _ in $(seq 100); do grep -q '^PORT ' "$T/fake.out" && break; sleep 0.1; done
+	for _ in $(seq 300); do grep -q "^PORT " "$T/fake.out" && break; sleep 0.1; done	# 30 s: a loaded machine
 	port=$(sed -n 's/^PORT //p' "$T/fake.out")
 	[ -n "$port" ] || { fail "fake server did not start: $(cat "$T/fake.out")"; return 1; }
 	mkconf "$port"
