@@ -125,6 +125,16 @@ grep -l 'evil@example.org' "$T/spool/queue"/*.env > /dev/null 2>&1 && fail "a pl
 grep -q "S3cr3t-marker-7781" "$T/run.out" && fail "secret in output" || ok "secret never printed"
 grep -q '^Attempts: 1$' "$T/spool/queue"/*.env && ok "failed attempt recorded" || fail "no attempt recorded"
 
+# --- a 60 MB message is streamed, never held: peak RSS stays far below it
+if [ -z "$W" ] && [ -x /usr/bin/time ]; then
+	{ printf 'Subject: big\n\n'; head -c 45000000 /dev/zero | base64 -w 76; } > "$T/big60"
+	/usr/bin/time -f '%M' -o "$T/rss" $BIN $C -odq big@example.org < "$T/big60" || fail "60 MB submission"
+	rss=$(tail -1 "$T/rss")
+	[ "$rss" -lt 40000 ] && ok "60 MB message queued with ${rss} KB peak RSS" || fail "peak RSS ${rss} KB"
+	BE=$(grep -l '^Rcpt: big@example.org$' "$T/spool/queue"/*.env)
+	rm -f "$T/big60" "$BE" "${BE%.env}.msg"
+fi
+
 # --- kill -9 during intake leaves nothing visible
 mkfifo "$T/fifo"
 $BIN $C -odq someone@example.org < "$T/fifo" &
