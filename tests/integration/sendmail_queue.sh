@@ -125,6 +125,15 @@ grep -l 'evil@example.org' "$T/spool/queue"/*.env > /dev/null 2>&1 && fail "a pl
 grep -q "S3cr3t-marker-7781" "$T/run.out" && fail "secret in output" || ok "secret never printed"
 grep -q '^Attempts: 1$' "$T/spool/queue"/*.env && ok "failed attempt recorded" || fail "no attempt recorded"
 
+# a message older than queue.max_age is failed and reported once, not retried
+OLD=$(grep -l '^Subject: t2' "$T/spool/queue"/*.msg)
+OLD=${OLD%.msg}
+sed -i 's/^Created: .*/Created: 1000000000/' "$OLD.env"
+$W $BIN $C -v -q > "$T/run2.out" 2>&1
+[ -f "$T/spool/failed/${OLD##*/}.env" ] && ok "expired message moved to failed/" || fail "expired: $(ls "$T/spool/failed")"
+grep -q 'status=expired' "$T/run2.out" && ok "expiry logged" || fail "no expiry line: $(cat "$T/run2.out")"
+grep -l '^Bounce: 1$' "$T/spool/queue"/*.env > /dev/null 2>&1 && ok "expiry reported to the sender" || fail "no report for the expired message"
+
 # --- a 60 MB message is streamed, never held: peak RSS stays far below it
 if [ -z "$W" ] && [ -x /usr/bin/time ]; then
 	{ printf 'Subject: big\n\n'; head -c 45000000 /dev/zero | base64 -w 76; } > "$T/big60"
