@@ -101,6 +101,7 @@ printf 'Subject: from a user\n\nhello\n' | as_user $W "$TBIN" -odq root; rc=$?
 [ $rc = 0 ] && ok "user submission accepted" || fail "user submission exit $rc"
 ndrop=$(find "$T/spool/incoming" -name 'm*' -user "$SU" | wc -l)
 [ "$ndrop" = 1 ] && ok "one drop owned by $SU" || fail "drops: $ndrop"
+$W $BIN $C -bp 2>&1 | grep -q '^-- 1 submission waiting in incoming/' && ok "-bp counts waiting submissions" || fail "-bp: no waiting count"
 as_user ls "$T/spool/incoming" > /dev/null 2>&1 && fail "user can list incoming/" || ok "user cannot list incoming/"
 as_user cat "$T/secret" > /dev/null 2>&1 && fail "user can read the secret" || ok "user cannot read the secret"
 as_user cat "$MSG" > /dev/null 2>&1 && fail "user can read root's queued mail" || ok "user cannot read queued mail"
