@@ -430,7 +430,7 @@ static int
 mode_send(struct ctx *x)
 {
 	struct sm_addrs rc = { 0 };
-	char id[SM_ID_LEN + 1];
+	char id[SM_ID_LEN + 1], unbr[O365_MAX_ADDRESS + 1];
 	size_t i;
 	int ex;
 
@@ -440,6 +440,12 @@ mode_send(struct ctx *x)
 			sm_addrs_free(&rc);
 			return EX_DATAERR;
 		}
+	}
+	/* "-f <a@b>" (some callers add the brackets) */
+	if (x->o.sender != NULL && x->o.sender[0] == '<' && strlen(x->o.sender) > 2 &&
+	    x->o.sender[strlen(x->o.sender) - 1] == '>') {
+		snprintf(unbr, sizeof(unbr), "%.*s", (int)strlen(x->o.sender) - 2, x->o.sender + 1);
+		x->o.sender = unbr;
 	}
 	if (x->o.sender != NULL && !sender_ok(x->o.sender)) {
 		die_line("bad sender address given with -f/-r");
