@@ -91,10 +91,12 @@ data_lines() {	# data_lines N: what the server must read after 354
 }
 serve() {	# serve SCRIPTFILE: start the fake, point the config at it
 	: > "$T/transcript"
+	rm -f "$T/fake.out"	# the redirection below runs in the background: no stale PORT line
 	/usr/bin/python3 "$FAKE" --script "$1" --cert "$T/pki/server" --transcript "$T/transcript" \
-		--lifetime 60 > "$T/fake.out" 2>&1 &
+		--lifetime 60 > "$T/fake.out.new" 2>&1 &
 	FPID=$!
-	for _ in $(seq 300); do grep -q "^PORT " "$T/fake.out" && break; sleep 0.1; done	# 30 s: a loaded machine
+	for _ in $(seq 300); do grep -q "^PORT " "$T/fake.out.new" 2>/dev/null && break; sleep 0.1; done	# 30 s: a loaded machine
+	mv "$T/fake.out.new" "$T/fake.out"
 	port=$(sed -n 's/^PORT //p' "$T/fake.out")
 	[ -n "$port" ] || { fail "fake server did not start: $(cat "$T/fake.out")"; return 1; }
 	mkconf "$port"
