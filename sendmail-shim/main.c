@@ -5,6 +5,7 @@
  * from a submission means the message and its envelope are on disk and
  * fsynced (file and directory).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -585,6 +586,29 @@ mode_smtp(struct ctx *x)
 	return EX_OK;
 }
 
+/* Submissions from other users not picked up yet (root can read incoming/). */
+static void
+print_waiting(struct sm_queue *q)
+{
+	struct dirent *de;
+	DIR *d;
+	int fd, n = 0;
+
+	if ((fd = openat(q->incfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] == 'm')
+			n++;
+	closedir(d);
+	if (n > 0)
+		printf("-- %d submission%s waiting in incoming/ (picked up by the next run)\n", n,
+		    n == 1 ? "" : "s");
+}
+
 static int
 mode_list(struct ctx *x)
 {
@@ -603,6 +627,8 @@ mode_list(struct ctx *x)
 		return EX_NOPERM;
 	}
 	r = sm_queue_print(&q, STDOUT_FILENO, &err);
+	if (r == O365_OK)
+		print_waiting(&q);
 	sm_queue_close(&q);
 	if (r != O365_OK) {
 		die_line("%s", err.why);
