@@ -37,6 +37,8 @@ struct flow_bucket {
 struct sm_flow {
 	struct sm_flow_limits	 lim;
 	int			 dirfd;
+	uid_t			 duid;		/* the directory's owner: root gives */
+	gid_t			 dgid;		/* new files to it (the queue user) */
 	int			 lockfd;
 	int			 slotfd;
 	int			 slot;
@@ -62,6 +64,25 @@ sm_flow_limits_default(struct sm_flow_limits *l)
 	l->per_minute = SM_FLOW_PER_MINUTE;
 	l->day_recipients = SM_FLOW_DAY_RECIPIENTS;
 	l->max_recipients = SM_FLOW_MAX_RECIPIENTS;
+}
+
+int
+sm_flow_prepare_dir(const char *dir, uid_t uid, gid_t gid, struct o365_error *err)
+{
+	struct stat st;
+	int fd, r = O365_OK;
+
+	if (mkdir(dir, 0700) == -1 && errno != EEXIST)
+		return o365_error_set(err, O365_E_IO, "%s: %s", dir, strerror(errno));
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+		return o365_error_set(err, O365_E_IO, "%s: %s", dir, strerror(errno));
+	if (fstat(fd, &st) == -1)
+		r = o365_error_set(err, O365_E_IO, "%s: %s", dir, strerror(errno));
+	else if (((st.st_uid != uid || st.st_gid != gid) && fchown(fd, uid, gid) == -1) ||
+	    ((st.st_mode & 07777) != 0700 && fchmod(fd, 0700) == -1))
+		r = o365_error_set(err, O365_E_IO, "%s: %s", dir, strerror(errno));
+	close(fd);
+	return r;
 }
 
 static long long
@@ -107,6 +128,22 @@ flow_key(const char *mailbox, char *key, size_t size)
 	return o > 0 ? 0 : -1;
 }
 
+/* A file root creates (mailq, --probe, a runner before it drops its
+ * privileges) must stay usable by the queue user who owns the directory. */
+static int
+flow_give(const struct sm_flow *f, int fd)
+{
+	struct stat st;
+
+	if (geteuid() != 0 || f->duid == 0)
+		return 0;
+	if (fstat(fd, &st) == -1)
+		return -1;
+	if ((st.st_uid != f->duid || st.st_gid != f->dgid) && fchown(fd, f->duid, f->dgid) == -1)
+		return -1;
+	return 0;
+}
+
 static int
 flow_open_file(struct sm_flow *f, const char *suffix, int *fd_out, struct o365_error *err)
 {
@@ -119,6 +156,11 @@ flow_open_file(struct sm_flow *f, const char *suffix, int *fd_out, struct o365_e
 	*fd_out = openat(f->dirfd, name, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
 	if (*fd_out == -1)
 		return o365_error_set(err, O365_E_IO, "flow state %s: %s", name, strerror(errno));
+	if (flow_give(f, *fd_out) != 0) {
+		close(*fd_out);
+		*fd_out = -1;
+		return o365_error_set(err, O365_E_IO, "flow state %s: %s", name, strerror(errno));
+	}
 	return O365_OK;
 }
 
@@ -162,6 +204,16 @@ sm_flow_open(const char *dir, const char *mailbox, const struct sm_flow_limits *
 	if ((f->dirfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1) {
 		r = o365_error_set(err, O365_E_IO, "%s: %s", dir, strerror(errno));
 		goto fail;
+	}
+	{
+		struct stat st;
+
+		if (fstat(f->dirfd, &st) == -1) {
+			r = o365_error_set(err, O365_E_IO, "%s: %s", dir, strerror(errno));
+			goto fail;
+		}
+		f->duid = st.st_uid;
+		f->dgid = st.st_gid;
 	}
 	if ((r = flow_open_file(f, ".lock", &f->lockfd, err)) != O365_OK)
 		goto fail;
@@ -412,6 +464,10 @@ flow_save(struct sm_flow *f, long long now, struct o365_error *err)
 	if (fd == -1)
 		return o365_error_set(err, O365_E_IO, "flow state: %s", strerror(errno));
 	sm_out_init(&out, fd);
+	if (flow_give(f, fd) != 0) {
+		out.err = errno;
+		goto fail;
+	}
 	if (sm_out_printf(&out, "o365-flow 1\n") != O365_OK)
 		goto fail;
 	if (f->held && sm_out_printf(&out, "hold %lld %s\n", f->hold_until, f->hold_reason) != O365_OK)

@@ -21,6 +21,7 @@
 #define O365_SM_FLOW_H
 
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "o365/err.h"
 
@@ -41,6 +42,15 @@ struct sm_flow_limits {
 void	sm_flow_limits_default(struct sm_flow_limits *l);
 
 struct sm_flow;
+
+/*
+ * Make dir (0700) owned by uid:gid, or fix the owner and mode of what is
+ * there (root, from --init or before the runner drops privileges; the
+ * queue directory itself is root's).  Refuses a symlink.  Idempotent.
+ * O365_E_IO.
+ */
+int	sm_flow_prepare_dir(const char *dir, uid_t uid, gid_t gid,
+	    struct o365_error *err) O365_MUST_CHECK;
 
 /*
  * Open the flow state of mailbox (auth.user; case-insensitive) in dir,

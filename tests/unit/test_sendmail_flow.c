@@ -555,6 +555,58 @@ state_files_are_private(void **state)
 	sm_flow_close(&fl);
 }
 
+/* --init or the runner (as root) makes state/ for the queue user. */
+static void
+prepare_dir_for_the_queue_user(void **state)
+{
+	struct fx *f = *state;
+	struct o365_error err;
+	struct stat st;
+	char link[700];
+
+	if (geteuid() != 0)
+		skip();
+	assert_int_equal(sm_flow_prepare_dir(f->state, 65534, 65534, &err), O365_OK);
+	assert_int_equal(lstat(f->state, &st), 0);
+	assert_int_equal(st.st_uid, 65534);
+	assert_int_equal(st.st_gid, 65534);
+	assert_int_equal(st.st_mode & 07777, 0700);
+	/* fixed when wrong, and idempotent */
+	assert_int_equal(chmod(f->state, 0755), 0);
+	assert_int_equal(chown(f->state, 0, 0), 0);
+	assert_int_equal(sm_flow_prepare_dir(f->state, 65534, 65534, &err), O365_OK);
+	assert_int_equal(sm_flow_prepare_dir(f->state, 65534, 65534, &err), O365_OK);
+	assert_int_equal(lstat(f->state, &st), 0);
+	assert_int_equal(st.st_uid, 65534);
+	assert_int_equal(st.st_mode & 07777, 0700);
+	/* files root makes there belong to the queue user too */
+	{
+		struct sm_flow_limits l;
+		struct sm_flow *fl;
+		char path[700];
+		int slot;
+
+		limits(&l, 3, 30, 10000);
+		assert_non_null(fl = open_flow(f, &l));
+		assert_int_equal(sm_flow_slot_take(fl, &slot, &err), O365_OK);
+		assert_int_equal(reserve(fl, 1), 0);
+		sm_flow_close(&fl);
+		snprintf(path, sizeof(path), "%s/relay@contoso.com.flow", f->state);
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_uid, 65534);
+		snprintf(path, sizeof(path), "%s/relay@contoso.com.lock", f->state);
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_uid, 65534);
+		snprintf(path, sizeof(path), "%s/relay@contoso.com.slot0", f->state);
+		assert_int_equal(stat(path, &st), 0);
+		assert_int_equal(st.st_uid, 65534);
+	}
+	/* a symlink in its place is refused */
+	snprintf(link, sizeof(link), "%s/link", f->dir);
+	assert_int_equal(symlink(f->state, link), 0);
+	assert_int_equal(sm_flow_prepare_dir(link, 65534, 65534, &err), O365_E_IO);
+}
+
 static void
 split_recipient_lists(void **state)
 {
@@ -607,6 +659,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(queue_hold_alerts_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(damaged_state_is_ignored, setup, teardown),
 		cmocka_unit_test_setup_teardown(state_files_are_private, setup, teardown),
+		cmocka_unit_test_setup_teardown(prepare_dir_for_the_queue_user, setup, teardown),
 		cmocka_unit_test(split_recipient_lists),
 	};
 
