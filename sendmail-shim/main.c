@@ -296,6 +296,21 @@ spawn_runner(struct ctx *x)
 		;
 }
 
+/* -f / MAIL FROM: one address, no blanks or control bytes (it may become a From header). */
+static int
+sender_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n > O365_MAX_ADDRESS)
+		return 0;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s <= 0x20 || *s == 0x7f || *s == '<' || *s == '>' || *s == '"' ||
+		    *s == ',' || *s == '(' || *s == ')')
+			return 0;
+	return 1;
+}
+
 /*
  * Queue one message read from fd: recipients from rcpts (already parsed)
  * plus the headers with -t.  The EX_ code; *id_out gets the queue id (root).
@@ -415,7 +430,7 @@ static int
 mode_send(struct ctx *x)
 {
 	struct sm_addrs rc = { 0 };
-	char id[SM_ID_LEN + 1];
+	char id[SM_ID_LEN + 1], unbr[O365_MAX_ADDRESS + 1];
 	size_t i;
 	int ex;
 
@@ -425,6 +440,17 @@ mode_send(struct ctx *x)
 			sm_addrs_free(&rc);
 			return EX_DATAERR;
 		}
+	}
+	/* "-f <a@b>" (some callers add the brackets) */
+	if (x->o.sender != NULL && x->o.sender[0] == '<' && strlen(x->o.sender) > 2 &&
+	    x->o.sender[strlen(x->o.sender) - 1] == '>') {
+		snprintf(unbr, sizeof(unbr), "%.*s", (int)strlen(x->o.sender) - 2, x->o.sender + 1);
+		x->o.sender = unbr;
+	}
+	if (x->o.sender != NULL && !sender_ok(x->o.sender)) {
+		die_line("bad sender address given with -f/-r");
+		sm_addrs_free(&rc);
+		return EX_DATAERR;
 	}
 	ex = submit(x, STDIN_FILENO, !x->o.ignore_dots, x->o.from_headers, &rc, x->o.sender, id);
 	sm_addrs_free(&rc);
@@ -508,7 +534,8 @@ mode_smtp(struct ctx *x)
 		} else if (strncasecmp(line, "MAIL FROM:", 10) == 0) {
 			if (have_mail) {
 				smtp_reply("503 5.5.1 nested MAIL command");
-			} else if (smtp_path(line + 10, sender, sizeof(sender)) != 0) {
+			} else if (smtp_path(line + 10, sender, sizeof(sender)) != 0 ||
+			    (sender[0] != '\0' && !sender_ok(sender))) {
 				smtp_reply("501 5.1.7 bad sender address syntax");
 			} else {
 				have_mail = 1;

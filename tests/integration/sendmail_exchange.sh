@@ -91,10 +91,12 @@ data_lines() {	# data_lines N: what the server must read after 354
 }
 serve() {	# serve SCRIPTFILE: start the fake, point the config at it
 	: > "$T/transcript"
+	rm -f "$T/fake.out"	# the redirection below runs in the background: no stale PORT line
 	/usr/bin/python3 "$FAKE" --script "$1" --cert "$T/pki/server" --transcript "$T/transcript" \
-		--lifetime 60 > "$T/fake.out" 2>&1 &
+		--lifetime 60 > "$T/fake.out.new" 2>&1 &
 	FPID=$!
-	for _ in $(seq 300); do grep -q "^PORT " "$T/fake.out" && break; sleep 0.1; done	# 30 s: a loaded machine
+	for _ in $(seq 300); do grep -q "^PORT " "$T/fake.out.new" 2>/dev/null && break; sleep 0.1; done	# 30 s: a loaded machine
+	mv "$T/fake.out.new" "$T/fake.out"
 	port=$(sed -n 's/^PORT //p' "$T/fake.out")
 	[ -n "$port" ] || { fail "fake server did not start: $(cat "$T/fake.out")"; return 1; }
 	mkconf "$port"
@@ -217,6 +219,57 @@ grep -q '^C: AUTH' "$T/transcript" && fail "AUTH sent without TLS" || ok "no STA
 grep -q "$P64" "$T/transcript" && fail "password sent without TLS"
 E=$(ls "$Q"/*.env 2>/dev/null | head -1)
 [ -n "$E" ] && grep -q '^Attempts: 1$' "$E" && ok "no STARTTLS: kept" || fail "no STARTTLS: $(ls "$Q" "$F")"
+clearq
+
+# --- one recipient refused, one accepted: sent, one bounce for the refused one
+msg 8 | $W $BIN $C -odq -i bob@example.org gone@example.org || fail "queueing m8"
+{ prelude; cat <<S
+C~ MAIL FROM:<relay@contoso.com>.*
+S: 250 2.1.0 Sender OK
+C: RCPT TO:<bob@example.org>
+S: 250 2.1.5 Recipient OK
+C: RCPT TO:<gone@example.org>
+S: 550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup
+C: DATA
+S: 354 Start mail input; end with <CRLF>.<CRLF>
+S
+data_lines 8; cat <<S
+S: 250 2.0.0 OK <m8@example.org> [Hostname=fake]
+C: QUIT
+S: 221 2.0.0 Service closing transmission channel
+S
+} > "$T/s8"
+serve "$T/s8" && runq; unserve
+grep -q MISMATCH "$T/transcript" && fail "partial: $(grep MISMATCH "$T/transcript")"
+B=$(grep -l '^Bounce: 1$' "$Q"/*.env 2>/dev/null)
+[ "$(ls "$Q"/*.env 2>/dev/null | wc -l)" = 1 ] && [ -n "$B" ] && grep -q 'gone@example.org' "${B%.env}.msg" &&
+	! grep -q '^    bob@example.org' "${B%.env}.msg" && ok "partial 5xx: sent, one bounce naming only the refused address" ||
+	fail "partial 5xx: queue $(ls "$Q"); $(cat "${B%.env}.msg" 2>/dev/null | head -20)"
+clearq
+
+# --- one recipient deferred, one accepted: sent, kept for the deferred one only
+msg 9 | $W $BIN $C -odq -i bob@example.org later@example.org || fail "queueing m9"
+{ prelude; cat <<S
+C~ MAIL FROM:<relay@contoso.com>.*
+S: 250 2.1.0 Sender OK
+C: RCPT TO:<bob@example.org>
+S: 250 2.1.5 Recipient OK
+C: RCPT TO:<later@example.org>
+S: 452 4.5.3 Too many recipients
+C: DATA
+S: 354 Start mail input; end with <CRLF>.<CRLF>
+S
+data_lines 9; cat <<S
+S: 250 2.0.0 OK <m9@example.org> [Hostname=fake]
+C: QUIT
+S: 221 2.0.0 Service closing transmission channel
+S
+} > "$T/s9"
+serve "$T/s9" && runq; unserve
+E=$(ls "$Q"/*.env 2>/dev/null)
+[ "$(echo "$E" | wc -w)" = 1 ] && grep -q '^Rcpt: later@example.org$' "$E" && ! grep -q '^Rcpt: bob@example.org$' "$E" &&
+	grep -q '^Attempts: 1$' "$E" && ok "partial 4xx: sent, kept for the deferred recipient only" ||
+	fail "partial 4xx: $(cat $E 2>/dev/null)"
 clearq
 
 # --- two messages, one session, RSET between

@@ -60,6 +60,8 @@ echo x | $W $BIN $C -odq -Z root; rc=$?
 [ $rc = 64 ] && ok "unknown option: EX_USAGE" || fail "unknown option exit $rc"
 echo x | $W $BIN $C -odq -bd; rc=$?
 [ $rc = 64 ] && ok "unknown mode: EX_USAGE" || fail "-bd exit $rc"
+echo x | $W $BIN $C -odq -f "$(printf 'a@b\nBcc: x@y')" root; rc=$?
+[ $rc = 65 ] && ok "-f with a line break: EX_DATAERR" || fail "-f injection exit $rc"
 [ -z "$(ls "$T/spool/queue")" ] && ok "nothing queued by usage errors" || fail "usage error queued something"
 
 # --- root submission, -t, Bcc removed, From rewritten, headers added
