@@ -97,6 +97,17 @@ sm_args_parse(int argc, char *const argv[], struct sm_opts *o, char *why, size_t
 			} else if (strcmp(arg, "--queue-runner") == 0) {
 				o->mode = SM_MODE_RUNQ;	/* timer, path unit, cron */
 				o->force = 0;
+			} else if (strcmp(arg, "--hold") == 0 || strcmp(arg, "--release") == 0 ||
+			    strcmp(arg, "--delete") == 0 || strcmp(arg, "--retry") == 0) {
+				if (i + 1 >= argc)
+					return args_fail(why, whysz, "%s needs a queue id or ALL", arg);
+				o->mode = SM_MODE_CONTROL;
+				o->ctl_op = arg[2] == 'h' ? 0 : arg[2] == 'd' ? 2 : arg[4] == 'l' ? 1 : 3;
+				o->ctl_id = argv[++i];
+			} else if (strcmp(arg, "--probe") == 0) {
+				o->mode = SM_MODE_PROBE;
+			} else if (strcmp(arg, "--failed") == 0) {
+				o->mode = SM_MODE_FAILED;
 			} else if (strcmp(arg, "--check") == 0) {
 				o->mode = SM_MODE_CHECK;
 			} else if (strcmp(arg, "--help") == 0) {

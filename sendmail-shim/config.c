@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "config.h"
+#include "flow.h"
 
 #define OFF(f) offsetof(struct sm_conf, f)
 
@@ -35,6 +36,14 @@ static const struct o365_conf_key sm_keys[] = {
 	{ .path = "queue.bounce_to", .type = O365_CONF_STR, .off = OFF(queue_bounce_to) },
 	{ .path = "aliases", .type = O365_CONF_MAP, .off = OFF(aliases) },
 	{ .path = "aliases_file", .type = O365_CONF_STR, .off = OFF(aliases_file) },
+	{ .path = "flow.connections", .type = O365_CONF_INT, .off = OFF(flow_connections),
+	    .def_i = SM_FLOW_CONNECTIONS, .min = 1, .max = 64 },
+	{ .path = "flow.per_minute", .type = O365_CONF_INT, .off = OFF(flow_per_minute),
+	    .def_i = SM_FLOW_PER_MINUTE, .min = 1, .max = 10000 },
+	{ .path = "flow.day_recipients", .type = O365_CONF_INT, .off = OFF(flow_day_recipients),
+	    .def_i = SM_FLOW_DAY_RECIPIENTS, .min = 1, .max = 10000000 },
+	{ .path = "flow.max_recipients", .type = O365_CONF_INT, .off = OFF(flow_max_recipients),
+	    .def_i = SM_FLOW_MAX_RECIPIENTS, .min = 1, .max = SM_MAX_RCPTS },
 };
 
 int
@@ -76,6 +85,16 @@ sm_conf_domain(const struct sm_conf *c)
 	if (c->from_address == NULL || (at = strrchr(c->from_address, '@')) == NULL)
 		return NULL;
 	return at + 1;
+}
+
+void
+sm_conf_flow_limits(const struct sm_conf *c, struct sm_flow_limits *l)
+{
+	sm_flow_limits_default(l);
+	l->connections = (unsigned)c->flow_connections;
+	l->per_minute = (unsigned)c->flow_per_minute;
+	l->day_recipients = (unsigned)c->flow_day_recipients;
+	l->max_recipients = (unsigned)c->flow_max_recipients;
 }
 
 int

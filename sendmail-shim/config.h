@@ -25,6 +25,10 @@ struct sm_conf {
 	char	*queue_bounce_to;
 	struct o365_conf_pair *aliases;
 	char	*aliases_file;
+	int	 flow_connections;	/* flow.*: see flow.h */
+	int	 flow_per_minute;
+	int	 flow_day_recipients;
+	int	 flow_max_recipients;
 };
 
 int	sm_conf_load(const char *path, struct sm_conf *c, struct o365_error *err) O365_MUST_CHECK;
@@ -34,6 +38,9 @@ enum sm_rewrite sm_conf_rewrite(const struct sm_conf *c);
 /* The domain of from.address, or NULL. */
 const char *sm_conf_domain(const struct sm_conf *c);
 /* What relaying needs (from.address, auth.user, a supported mechanism). */
+struct sm_flow_limits;
+/* The flow.* settings as limits. */
+void	sm_conf_flow_limits(const struct sm_conf *c, struct sm_flow_limits *l);
 int	sm_conf_check_relay(const struct sm_conf *c, struct o365_error *err) O365_MUST_CHECK;
 
 #endif

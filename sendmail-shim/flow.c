@@ -643,6 +643,29 @@ sm_flow_held(struct sm_flow *f, long long *until_out, char *reason, size_t size,
 }
 
 int
+sm_flow_quota_clear(struct sm_flow *f, int *was_out, struct o365_error *err)
+{
+	long long now = f->now(f->now_ctx);
+	int r;
+
+	if (was_out != NULL)
+		*was_out = 0;
+	if ((r = flow_lock(f, err)) != O365_OK)
+		return r;
+	if ((r = flow_load(f, now, err)) != O365_OK)
+		goto out;
+	if (f->quota_until > now) {
+		if (was_out != NULL)
+			*was_out = 1;
+		f->quota_until = 0;
+		r = flow_save(f, now, err);
+	}
+out:
+	flow_unlock(f);
+	return r;
+}
+
+int
 sm_flow_release(struct sm_flow *f, int *was_held_out, struct o365_error *err)
 {
 	long long now = f->now(f->now_ctx);

@@ -105,6 +105,10 @@ int	sm_flow_check(struct sm_flow *f, unsigned nrcpt, long long *wait_out,
 int	sm_flow_quota_hit(struct sm_flow *f, long long *until_out,
 	    struct o365_error *err) O365_MUST_CHECK;
 
+/* End a quota wait early (the admin says the quota is back, --retry ALL).
+ * *was_out (may be NULL) says whether one was on. */
+int	sm_flow_quota_clear(struct sm_flow *f, int *was_out, struct o365_error *err) O365_MUST_CHECK;
+
 /*
  * Hold the whole queue (hold-queue) until the given time, with a reason for
  * mailq and the log (sanitised, capped).  *first_out (may be NULL) is 1 when

@@ -24,8 +24,11 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "o365/sasl.h"
 #include "o365/secret.h"
 #include "config.h"
+#include "control.h"
+#include "probe.h"
 #include "relay.h"
 #include "sm.h"
 
@@ -93,7 +96,13 @@ usage(void)
 	    "  -bs           SMTP on stdin/stdout\n"
 	    "  -C FILE       another config (root only)   -v  verbose\n"
 	    "  --init [DIR]  create the queue user and tree (root)\n"
-	    "  --check       check the config and the secret (root)\n", PROG);
+	    "  --check       check the config and the secret (root)\n"
+	    "  --hold ID|ALL     keep messages from being sent (root)\n"
+	    "  --release ID|ALL  release held messages (ALL: the queue hold too)\n"
+	    "  --retry ID|ALL    try at the next run, whatever the backoff\n"
+	    "  --delete ID|ALL   remove messages without a bounce (root)\n"
+	    "  --failed          list the messages in failed/ (root)\n"
+	    "  --probe           connect, show TLS and capabilities, try AUTH (root)\n", PROG);
 }
 
 static int
@@ -654,14 +663,95 @@ mode_list(struct ctx *x)
 		return EX_NOPERM;
 	}
 	r = sm_queue_print(&q, STDOUT_FILENO, &err);
-	if (r == O365_OK)
+	if (r == O365_OK) {
 		print_waiting(&q);
+		sm_ctl_print_hold(&q, &x->c, stdout);
+	}
 	sm_queue_close(&q);
 	if (r != O365_OK) {
 		die_line("%s", err.why);
 		return exit_for(r);
 	}
 	return EX_OK;
+}
+
+static int
+mode_control(struct ctx *x)
+{
+	struct o365_error err;
+	struct sm_queue q;
+	int r;
+
+	o365_error_clear(&err);
+	if ((r = need_root("queue control")) != EX_OK)
+		return r;
+	if (sm_queue_open(&q, x->c.queue_dir, x->quid, x->qgid, &err) != O365_OK) {
+		die_line("%s", err.why);
+		return exit_for(err.code);
+	}
+	if (x->o.mode == SM_MODE_FAILED) {
+		r = sm_queue_print_failed(&q, STDOUT_FILENO, &err);
+	} else {
+		r = sm_ctl_apply(&q, &x->c, (enum sm_ctl_op)x->o.ctl_op, x->o.ctl_id, stdout, &x->lg,
+		    &err);
+		if (r >= 0 && strcmp(x->o.ctl_id, "ALL") == 0)
+			printf("%d message%s %s\n", r, r == 1 ? "" : "s",
+			    sm_ctl_done_name((enum sm_ctl_op)x->o.ctl_op));
+	}
+	sm_queue_close(&q);
+	fflush(stdout);
+	if (r < 0) {
+		die_line("%s", err.why);
+		return r == O365_E_INVAL ? EX_NOINPUT : exit_for(r);
+	}
+	return EX_OK;
+}
+
+/* --probe: what the runner would see, without sending mail. */
+static int
+mode_probe(struct ctx *x)
+{
+	struct o365_error err;
+	struct o365_secret *s = NULL;
+	struct o365_tls_opts tls;
+	struct sm_probe_opts po;
+	char helo[256];
+	int rc, r;
+
+	if ((rc = need_root("--probe")) != EX_OK)
+		return rc;
+	o365_error_clear(&err);
+	memset(&tls, 0, sizeof(tls));
+	memset(&po, 0, sizeof(po));
+	if (sm_conf_check_relay(&x->c, &err) != O365_OK ||
+	    o365_tls_version_parse(x->c.tls_min_version, &tls.min_version) != O365_OK ||
+	    o365_secret_read_file(x->c.auth_password_file, 0, &s, &err) != O365_OK) {
+		die_line("%s", err.why[0] != '\0' ? err.why : "tls.min_version");
+		return EX_CONFIG;
+	}
+	if (x->c.smtp_helo != NULL)
+		snprintf(helo, sizeof(helo), "%s", x->c.smtp_helo);
+	else if (sm_fqdn(helo, sizeof(helo)) != 0)
+		snprintf(helo, sizeof(helo), "localhost");
+	tls.ca_file = x->c.tls_ca_file;
+	tls.ca_dir = x->c.tls_ca_dir;
+	po.host = x->c.smtp_host;
+	po.port = (unsigned)x->c.smtp_port;
+	po.tls_mode = strcmp(x->c.smtp_tls, "implicit") == 0 ? O365_SMTP_IMPLICIT : O365_SMTP_STARTTLS;
+	po.tls = &tls;
+	po.helo = helo;
+	po.timeout_ms = (unsigned)x->c.smtp_timeout * 1000u;
+	po.auth_user = x->c.auth_user;
+	po.auth_mech = o365_sasl_mech_parse(x->c.auth_mechanism);
+	po.secret = s->data;
+	po.secretlen = s->len;
+	r = sm_probe(&po, stdout, &err);
+	fflush(stdout);
+	o365_secret_free(&s);
+	if (r == O365_OK)
+		return EX_OK;
+	die_line("probe failed: %s", err.why);
+	return r == O365_E_CONFIG ? EX_CONFIG : EX_UNAVAILABLE;
 }
 
 static int
@@ -772,6 +862,13 @@ main(int argc, char **argv)
 		break;
 	case SM_MODE_CHECK:
 		rc = mode_check(&x);
+		break;
+	case SM_MODE_PROBE:
+		rc = mode_probe(&x);
+		break;
+	case SM_MODE_CONTROL:
+	case SM_MODE_FAILED:
+		rc = mode_control(&x);
 		break;
 	case SM_MODE_SMTP:
 		rc = mode_smtp(&x);

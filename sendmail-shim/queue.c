@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "flow.h"
 #include "sm.h"
 
 #define ENV_VERSION	1
@@ -65,6 +66,8 @@ sm_env_write(const struct sm_env *e, struct sm_out *out)
 	    e->attempts, e->next_try, e->bounce, e->eightbit)) != O365_OK)
 		return r;
 	if (le[0] != '\0' && (r = sm_out_printf(out, "Last-Error: %s\n", le)) != O365_OK)
+		return r;
+	if (e->held && (r = sm_out_printf(out, "Held: 1\n")) != O365_OK)
 		return r;
 	for (i = 0; i < e->rcpts.n; i++)
 		if ((r = sm_out_printf(out, "Rcpt: %s\n", e->rcpts.v[i].addr)) != O365_OK)
@@ -149,6 +152,10 @@ sm_env_line(struct sm_env *e, const char *line, size_t len)
 		if ((r = env_num(v, 0, 1, &n)) != O365_OK)
 			return r;
 		e->eightbit = (int)n;
+	} else if (strcasecmp(buf, "Held") == 0) {
+		if ((r = env_num(v, 0, 1, &n)) != O365_OK)
+			return r;
+		e->held = (int)n;
 	} else if (strcasecmp(buf, "Last-Error") == 0) {
 		snprintf(e->last_error, sizeof(e->last_error), "%s", v);
 	} else if (strcasecmp(buf, "Rcpt") == 0) {
@@ -290,6 +297,10 @@ sm_queue_init(const char *dir, uid_t quid, gid_t qgid, struct o365_error *err)
 		goto out;
 	snprintf(shown, sizeof(shown), "%s/failed", dir);
 	if ((r = init_dir(rootfd, "failed", shown, quid, qgid, 0700, err)) != O365_OK)
+		goto out;
+	/* flow control state shared by every runner (flow.h) */
+	snprintf(shown, sizeof(shown), "%s/state", dir);
+	if ((r = sm_flow_prepare_dir(shown, quid, qgid, err)) != O365_OK)
 		goto out;
 	if (fsync(rootfd) == -1)
 		r = o365_error_set(err, O365_E_IO, "%s: %s", dir, strerror(errno));
@@ -974,8 +985,53 @@ sm_queue_fail(struct sm_queue *q, const char *id, struct o365_error *err)
 	return O365_OK;
 }
 
+/* "age 2h05m state queued attempts 3 next in 12m" and the last reply. */
+static int
+print_state(struct sm_out *o, const struct sm_env *e, int failed)
+{
+	long long now = (long long)time(NULL), age = now - e->created, nx = e->next_try - now;
+	char next[96];
+	int r;
+
+	if (age < 0)
+		age = 0;
+	if (failed)
+		snprintf(next, sizeof(next), "never");
+	else if (e->held)
+		snprintf(next, sizeof(next), "never (held: o365-sendmail --release %s)", e->id);
+	else if (nx <= 0)
+		snprintf(next, sizeof(next), "now");
+	else
+		snprintf(next, sizeof(next), "in %lldh%02lldm%02llds", nx / 3600, nx / 60 % 60, nx % 60);
+	r = sm_out_printf(o, "%58sstate %s, age %lldh%02lldm, attempts %d, next attempt %s\n", "",
+	    failed ? "failed" : e->held ? "held" : "queued", age / 3600, age / 60 % 60, e->attempts, next);
+	if (r == O365_OK && e->last_error[0] != '\0')
+		r = sm_out_printf(o, "%58slast reply: %s\n", "", e->last_error);
+	return r;
+}
+
+static int print_dir(struct sm_queue *q, int dirfd, int failed, int outfd, struct o365_error *err);
+
 int
 sm_queue_print(struct sm_queue *q, int outfd, struct o365_error *err)
+{
+	if (q->qfd == -1)
+		return o365_error_set(err, O365_E_IO, "%s/queue: permission denied (mailq is for root)",
+		    q->dir);
+	return print_dir(q, q->qfd, 0, outfd, err);
+}
+
+int
+sm_queue_print_failed(struct sm_queue *q, int outfd, struct o365_error *err)
+{
+	if (q->failfd == -1)
+		return o365_error_set(err, O365_E_IO, "%s/failed: permission denied (root only)",
+		    q->dir);
+	return print_dir(q, q->failfd, 1, outfd, err);
+}
+
+static int
+print_dir(struct sm_queue *q, int dirfd, int failed, int outfd, struct o365_error *err)
 {
 	struct sm_out *o;
 	struct sm_env e;
@@ -986,10 +1042,8 @@ sm_queue_print(struct sm_queue *q, int outfd, struct o365_error *err)
 	struct tm tm;
 	int r;
 
-	if (q->qfd == -1)
-		return o365_error_set(err, O365_E_IO, "%s/queue: permission denied (mailq is for root)",
-		    q->dir);
-	if ((r = sm_queue_list(q->qfd, &ids, &n, err)) != O365_OK)
+	(void)q;
+	if ((r = sm_queue_list(dirfd, &ids, &n, err)) != O365_OK)
 		return r;
 	if ((o = malloc(sizeof(*o))) == NULL) {
 		sm_queue_list_free(ids, n);
@@ -997,22 +1051,22 @@ sm_queue_print(struct sm_queue *q, int outfd, struct o365_error *err)
 	}
 	sm_out_init(o, outfd);
 	if (n == 0)
-		r = sm_out_printf(o, "Mail queue is empty\n");
+		r = sm_out_printf(o, failed ? "No failed messages\n" : "Mail queue is empty\n");
 	else
 		r = sm_out_printf(o, "%-26s %10s %-19s  %s\n", "Queue ID", "Size", "Arrival", "Sender/Recipient");
 	for (i = 0; i < n && r == O365_OK; i++) {
 		o365_error_clear(&e2);
-		if (sm_queue_read_env(q->qfd, ids[i], &e, NULL, &e2) != O365_OK) {
+		if (sm_queue_read_env(dirfd, ids[i], &e, NULL, &e2) != O365_OK) {
 			sm_env_free(&e);
 			continue;	/* gone meanwhile, or being replaced */
 		}
 		t = (time_t)e.created;
 		if (localtime_r(&t, &tm) == NULL || strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm) == 0)
 			snprintf(when, sizeof(when), "%lld", e.created);
-		r = sm_out_printf(o, "%-26s %10lld %-19s  <%s> uid=%u%s\n", e.id, (long long)e.size, when,
-		    e.sender, (unsigned)e.uid, e.bounce ? " (bounce)" : "");
-		if (r == O365_OK && e.last_error[0] != '\0')
-			r = sm_out_printf(o, "%58s(attempts %d: %s)\n", "", e.attempts, e.last_error);
+		r = sm_out_printf(o, "%-26s %10lld %-19s  <%s> uid=%u user=%s%s\n", e.id, (long long)e.size,
+		    when, e.sender, (unsigned)e.uid, e.user, e.bounce ? " (bounce)" : "");
+		if (r == O365_OK)
+			r = print_state(o, &e, failed);
 		for (k = 0; k < e.rcpts.n && r == O365_OK; k++)
 			r = sm_out_printf(o, "%58s%s\n", "", e.rcpts.v[k].addr);
 		sm_env_free(&e);

@@ -25,10 +25,10 @@
 #include "o365/secret.h"
 #include "o365/smtp.h"
 #include "o365/tls.h"
+#include "flow.h"
 #include "relay.h"
+#include "replies.h"
 
-#define BACKOFF_MIN	60		/* first retry after a minute */
-#define BACKOFF_MAX	3600		/* then doubling up to an hour */
 
 int
 sm_drop_privileges(uid_t uid, gid_t gid, struct o365_error *err)
@@ -48,8 +48,11 @@ struct session {
 	struct o365_smtp	*s;
 	struct o365_tls_opts	 tls;
 	struct o365_smtp_opts	 so;
+	struct sm_flow		*flow;		/* host-wide limits of the relay mailbox */
+	struct sm_flow_limits	 lim;
 	int			 mech;
 	int			 need_rset;	/* a transaction completed: RSET before the next */
+	int			 stop;		/* leave the rest of the queue for a later run */
 	char			 down[1200];	/* why no session could be opened in this run */
 };
 
@@ -76,17 +79,19 @@ log_attempt(const struct sm_run *run, const struct sm_env *e, const char *status
 	    (long long)time(NULL) - e->created, e->attempts, status, clean);
 }
 
+/* Connect and authenticate; *stage says where a failure came. */
 static int
 session_open(struct sm_run *run, struct session *ss, const struct o365_secret *pw,
-    const char *helo, struct o365_error *err)
+    unsigned *stage, struct o365_error *err)
 {
 	struct o365_deadline dl;
 	int r;
 
+	*stage = SM_STAGE_CONNECT;
 	o365_deadline_in(&dl, (unsigned)run->conf->smtp_timeout * 1000u);
 	if ((r = o365_smtp_connect(&ss->so, &dl, run->lg, &ss->s, err)) != O365_OK)
 		return r;
-	(void)helo;
+	*stage = SM_STAGE_AUTH;
 	if (!(o365_smtp_caps(ss->s)->auth & (unsigned)ss->mech)) {
 		r = o365_error_set(err, O365_E_AUTH, "the server does not offer AUTH %s",
 		    o365_sasl_mech_name(ss->mech));
@@ -110,41 +115,14 @@ has8(const char *s)
 	return 0;
 }
 
-static long long
-backoff(int attempts)
-{
-	long long d = BACKOFF_MIN;
-
-	while (--attempts > 0 && d < BACKOFF_MAX)
-		d *= 2;
-	return d > BACKOFF_MAX ? BACKOFF_MAX : d;
-}
-
-/* Record a temporary failure; fail and bounce once too old. */
 static void
-defer(struct sm_run *run, struct sm_env *e, int msgfd, const char *why)
+save_env(struct sm_run *run, const struct sm_env *e)
 {
 	struct o365_error err;
-	long long now = (long long)time(NULL);
 
 	o365_error_clear(&err);
-	snprintf(e->last_error, sizeof(e->last_error), "%s", why);
-	if (now - e->created >= run->conf->queue_max_age) {
-		log_attempt(run, e, "expired", why);
-		if (sm_queue_fail(run->q, e->id, &err) != O365_OK)
-			o365_log(run->lg, LOG_ERR, "%s: %s", e->id, err.why);
-		else if (sm_bounce(run->q, run->conf, run->policy, e, msgfd, why, run->lg, &err) != O365_OK)
-			o365_log(run->lg, LOG_ERR, "%s: no bounce: %s", e->id, err.why);
-		run->failed++;
-		snprintf(run->last_status, sizeof(run->last_status), "expired: %s", why);
-		return;
-	}
-	e->next_try = now + backoff(e->attempts);
-	log_attempt(run, e, "deferred", why);
 	if (sm_queue_write_env(run->q->qfd, e, run->q->quid, run->q->qgid, &err) != O365_OK)
 		o365_log(run->lg, LOG_ERR, "%s: cannot record the attempt: %s", e->id, err.why);
-	run->deferred++;
-	snprintf(run->last_status, sizeof(run->last_status), "deferred: %s", why);
 }
 
 /* Copy prefix + src into dst, cut to fit with "..." at the end: reply texts
@@ -158,6 +136,49 @@ copy_capped(char *dst, size_t size, const char *prefix, const char *src)
 		memcpy(dst + size - 4, "...", 4);
 }
 
+/* Record a temporary failure (action RETRY); fail and bounce once too old. */
+static void
+defer(struct sm_run *run, struct sm_env *e, int msgfd, const char *why)
+{
+	struct o365_error err;
+	long long now = (long long)time(NULL);
+
+	o365_error_clear(&err);
+	copy_capped(e->last_error, sizeof(e->last_error), "", why);
+	if (now - e->created >= run->conf->queue_max_age) {
+		log_attempt(run, e, "expired", why);
+		if (sm_queue_fail(run->q, e->id, &err) != O365_OK)
+			o365_log(run->lg, LOG_ERR, "%s: %s", e->id, err.why);
+		else if (sm_bounce(run->q, run->conf, run->policy, e, msgfd, why, run->lg, &err) != O365_OK)
+			o365_log(run->lg, LOG_ERR, "%s: no bounce: %s", e->id, err.why);
+		run->failed++;
+		copy_capped(run->last_status, sizeof(run->last_status), "expired: ", why);
+		return;
+	}
+	e->next_try = now + sm_reply_retry_delay(SM_ACT_RETRY, e->attempts > 0 ? e->attempts : 1);
+	log_attempt(run, e, "deferred", why);
+	save_env(run, e);
+	run->deferred++;
+	copy_capped(run->last_status, sizeof(run->last_status), "deferred: ", why);
+}
+
+/* Keep a message for later without counting an attempt and without expiry:
+ * it waits for the flow limits, the quota or a held queue, not for a fault
+ * of its own. */
+static void
+postpone(struct sm_run *run, struct sm_env *e, long long until, const char *status,
+    const char *why)
+{
+	if (why != NULL)
+		copy_capped(e->last_error, sizeof(e->last_error), "", why);
+	e->next_try = until;
+	log_attempt(run, e, status, why != NULL ? why : status);
+	save_env(run, e);
+	run->deferred++;
+	copy_capped(run->last_status, sizeof(run->last_status), "deferred: ",
+	    why != NULL ? why : status);
+}
+
 static void
 fail(struct sm_run *run, struct sm_env *e, int msgfd, const char *why)
 {
@@ -166,8 +187,7 @@ fail(struct sm_run *run, struct sm_env *e, int msgfd, const char *why)
 	o365_error_clear(&err);
 	copy_capped(e->last_error, sizeof(e->last_error), "", why);
 	log_attempt(run, e, "failed", why);
-	if (sm_queue_write_env(run->q->qfd, e, run->q->quid, run->q->qgid, &err) != O365_OK)
-		o365_log(run->lg, LOG_ERR, "%s: %s", e->id, err.why);
+	save_env(run, e);
 	if (sm_queue_fail(run->q, e->id, &err) != O365_OK) {
 		o365_log(run->lg, LOG_ERR, "%s: %s", e->id, err.why);
 		return;
@@ -176,6 +196,28 @@ fail(struct sm_run *run, struct sm_env *e, int msgfd, const char *why)
 		o365_log(run->lg, LOG_ERR, "%s: no bounce: %s", e->id, err.why);
 	run->failed++;
 	copy_capped(run->last_status, sizeof(run->last_status), "failed: ", why);
+}
+
+/* hold-queue: stop sending everything; one alert for the admin. */
+static void
+hold_queue(struct sm_run *run, struct session *ss, const struct sm_reply_rule *rule,
+    const char *why)
+{
+	struct o365_error err;
+	char reason[700];
+	long long until = (long long)time(NULL) + sm_reply_retry_delay(SM_ACT_HOLD_QUEUE, 1);
+	int first = 0;
+
+	o365_error_clear(&err);
+	ss->stop = 1;
+	copy_capped(reason, sizeof(reason), "", why);
+	if (sm_flow_hold(ss->flow, until, reason, &first, &err) != O365_OK)
+		o365_log(run->lg, LOG_ERR, "cannot record the queue hold: %s", err.why);
+	if (first)
+		o365_log(run->lg, LOG_ALERT, "queue held (%s): %s; %s", rule->name, why, rule->advice);
+	else
+		o365_log(run->lg, LOG_NOTICE, "queue still held (%s): %s", rule->name, why);
+	copy_capped(run->last_status, sizeof(run->last_status), "queued, the queue is held: ", why);
 }
 
 static int
@@ -194,135 +236,363 @@ reply_text(char *dst, size_t size, const struct o365_error *err)
 		snprintf(dst, size, "%s: %s", o365_err_name(err->code), err->why);
 }
 
-/*
- * Deliver one locked message.  Returns a session-level error when the
- * session is no longer usable (the run stops), else O365_OK.
- */
-static int
-deliver(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
-    const struct o365_secret *pw, const char *helo)
+/* Apply the action of rule to the whole (remaining) message. */
+static void
+act(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
+    const struct sm_reply_rule *rule, const char *why)
 {
 	struct o365_error err;
+	long long until = 0;
+
+	o365_error_clear(&err);
+	switch (rule->action) {
+	case SM_ACT_RETRY:
+		defer(run, e, msgfd, why);
+		break;
+	case SM_ACT_HOLD_QUEUE:
+		if (e->attempts > 0)
+			e->attempts--;	/* not this message's fault */
+		hold_queue(run, ss, rule, why);
+		postpone(run, e, e->next_try, "queue-held", why);
+		break;
+	case SM_ACT_HOLD_MESSAGE:
+		e->held = 1;
+		copy_capped(e->last_error, sizeof(e->last_error), "", why);
+		log_attempt(run, e, "held", why);
+		o365_log(run->lg, LOG_WARNING, "%s: held (%s): %s", e->id, rule->name, rule->advice);
+		save_env(run, e);
+		run->held++;
+		copy_capped(run->last_status, sizeof(run->last_status), "held: ", why);
+		break;
+	case SM_ACT_WAIT_QUOTA:
+		if (e->attempts > 0)
+			e->attempts--;
+		if (sm_flow_quota_hit(ss->flow, &until, &err) != O365_OK) {
+			o365_log(run->lg, LOG_ERR, "cannot record the quota: %s", err.why);
+			until = (long long)time(NULL) + sm_reply_retry_delay(SM_ACT_WAIT_QUOTA, 1);
+		}
+		o365_log(run->lg, LOG_WARNING, "submission quota reached (%s): mail waits until %lld; %s",
+		    rule->name, until, rule->advice);
+		ss->stop = 1;
+		postpone(run, e, until, "quota-wait", why);
+		break;
+	case SM_ACT_BOUNCE:
+	default:
+		fail(run, e, msgfd, why);
+		break;
+	}
+}
+
+/* Wait until the flow limits let a transaction to n recipients go: 1 when
+ * reserved, 0 when the wait is too long (the message is postponed). */
+#define SHORT_WAIT	10	/* seconds worth sleeping on an open session */
+static int
+reserve(struct sm_run *run, struct session *ss, struct sm_env *e, unsigned n)
+{
+	struct o365_error err;
+	long long wait = 0;
+	char why[128];
+
+	for (;;) {
+		o365_error_clear(&err);
+		if (sm_flow_reserve(ss->flow, n, &wait, &err) != O365_OK) {
+			/* advisory state: do not stop the mail for it */
+			o365_log(run->lg, LOG_ERR, "flow state: %s", err.why);
+			return 1;
+		}
+		if (wait <= 0)
+			return 1;
+		if (wait > SHORT_WAIT || run->only_id != NULL)
+			break;
+		sleep((unsigned)wait);
+	}
+	snprintf(why, sizeof(why), "waiting %llds for the flow limits (flow.*)", wait);
+	ss->stop = 1;
+	postpone(run, e, (long long)time(NULL) + wait, "waiting", why);
+	return 0;
+}
+
+static int
+addrs_append(struct sm_addrs *to, const struct sm_addrs *from, size_t first, size_t n)
+{
+	size_t i;
+	int r;
+
+	for (i = first; i < first + n && i < from->n; i++)
+		if ((r = sm_addrs_add(to, from->v[i].addr, NULL)) != O365_OK)
+			return r;
+	return O365_OK;
+}
+
+/*
+ * One transaction for the first n recipients of e.  Returns O365_OK when the
+ * message went to some of them (*later gets the temporarily refused ones,
+ * *bad the refused for good), else the failure (err, *stage).
+ */
+static int
+transaction(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd, size_t n,
+    struct sm_addrs *later, struct sm_addrs *bad, char *badwhy, size_t badsz, unsigned *stage,
+    struct o365_error *err)
+{
 	struct o365_deadline dl;
-	struct sm_addrs keep = { 0 }, bad = { 0 };
 	struct o365_smtp_reply *rr = NULL;
+	const struct sm_reply_rule *rule;
 	const char **rc = NULL;
-	int *codes = NULL, r, any_temp = 0;
-	char why[1200];
+	int *codes = NULL, r;
 	size_t i;
 	unsigned flags = 0;
 
-	o365_error_clear(&err);
-	e->attempts++;
-	if (ss->down[0] != '\0') {
-		/* the server could not be reached in this run: count the attempt
-		 * anyway, so every message ages and expires on time */
-		defer(run, e, msgfd, ss->down);
-		return O365_E_NET;
-	}
-	if (ss->s == NULL && (r = session_open(run, ss, pw, helo, &err)) != O365_OK) {
-		reply_text(why, sizeof(why), &err);
-		snprintf(ss->down, sizeof(ss->down), "%s", why);
-		if (r == O365_E_PERM)		/* a 5xx greeting: still ours to retry */
-			r = O365_E_TEMP;
-		defer(run, e, msgfd, why);
-		return r;
-	}
+	*stage = SM_STAGE_MAIL;
 	/* a generous deadline: connection timeout plus 64 KB/s for the data */
 	o365_deadline_in(&dl, (unsigned)(run->conf->smtp_timeout * 1000LL + e->size / 64));
-	if ((rc = calloc(e->rcpts.n, sizeof(*rc))) == NULL ||
-	    (codes = calloc(e->rcpts.n, sizeof(*codes))) == NULL ||
-	    (rr = calloc(e->rcpts.n, sizeof(*rr))) == NULL) {
-		defer(run, e, msgfd, "out of memory");
-		r = O365_OK;
+	if ((rc = calloc(n, sizeof(*rc))) == NULL || (codes = calloc(n, sizeof(*codes))) == NULL ||
+	    (rr = calloc(n, sizeof(*rr))) == NULL) {
+		r = o365_error_set(err, O365_E_NOMEM, "out of memory");
 		goto out;
 	}
-	for (i = 0; i < e->rcpts.n; i++)
+	for (i = 0; i < n; i++)
 		rc[i] = e->rcpts.v[i].addr;
 	if (e->eightbit)
 		flags |= O365_SMTP_8BIT;
 	/* RFC 6531: an address with UTF-8 needs SMTPUTF8 */
-	for (i = 0; i < e->rcpts.n; i++)
+	for (i = 0; i < n; i++)
 		if (has8(e->rcpts.v[i].addr))
 			flags |= O365_SMTP_UTF8;
-	r = o365_smtp_envelope(ss->s, run->conf->from_address, e->size, flags, rc, e->rcpts.n, codes,
-	    rr, &dl, &err);
-	if (r == O365_OK) {
-		/* a local read error (O365_E_IO) is deferred below like a 4xx:
-		 * the message was not ended with ".", so nothing was sent */
-		if (lseek(msgfd, 0, SEEK_SET) == -1)
-			r = o365_error_set(&err, O365_E_IO, "cannot rewind the message: %s", strerror(errno));
-		else
-			r = o365_smtp_data_fd(ss->s, msgfd, &dl, &err);
-	}
-	if (r == O365_OK) {
-		/* delivered to those accepted; sort the others out */
-		for (i = 0; i < e->rcpts.n; i++) {
-			if (codes[i] >= 200 && codes[i] < 300)
-				continue;
-			if (codes[i] >= 500) {
-				if (sm_addrs_add(&bad, e->rcpts.v[i].addr, NULL) != O365_OK)
-					o365_log(run->lg, LOG_ERR, "%s: out of memory", e->id);
-			} else if (sm_addrs_add(&keep, e->rcpts.v[i].addr, NULL) == O365_OK) {
-				any_temp = 1;
-			}
-		}
-		ss->need_rset = 1;
-		log_attempt(run, e, "sent", o365_smtp_last_reply(ss->s)->text);
-		run->sent++;
-		snprintf(run->last_status, sizeof(run->last_status), "sent: %d %s",
-		    o365_smtp_last_reply(ss->s)->code, o365_smtp_last_reply(ss->s)->text);
-		if (bad.n > 0) {
-			struct sm_env b = *e;
-
-			b.rcpts = bad;
-			snprintf(why, sizeof(why), "recipient refused: %d %s", rr[0].code, rr[0].text);
-			for (i = 0; i < e->rcpts.n; i++)
-				if (codes[i] >= 500)
-					snprintf(why, sizeof(why), "%s: %d %s", e->rcpts.v[i].addr, rr[i].code,
-					    rr[i].text);
-			if (!e->bounce && sm_bounce(run->q, run->conf, run->policy, &b, msgfd, why,
-			    run->lg, &err) != O365_OK)
-				o365_log(run->lg, LOG_ERR, "%s: no bounce: %s", e->id, err.why);
-		}
-		if (any_temp) {
-			sm_addrs_free(&e->rcpts);
-			e->rcpts = keep;
-			memset(&keep, 0, sizeof(keep));
-			defer(run, e, msgfd, "some recipients deferred");
-		} else if (sm_queue_remove(run->q->qfd, e->id, &err) != O365_OK) {
-			o365_log(run->lg, LOG_ERR, "%s: sent but %s", e->id, err.why);
-		}
-		r = O365_OK;
+	r = o365_smtp_envelope(ss->s, run->conf->from_address, e->size, flags, rc, n, codes, rr,
+	    &dl, err);
+	if (r != O365_OK) {
+		for (i = 0; i < n; i++)
+			if (codes[i] != 0)
+				*stage = SM_STAGE_RCPT;
 		goto out;
 	}
-	reply_text(why, sizeof(why), &err);
-	if (r == O365_E_PERM) {
-		/* every recipient refused, or MAIL / DATA refused for good
-		 * (554 5.2.252 SendAsDenied lands here, kept in failed/) */
-		if (err.reply == 0 && rr[0].code >= 500)
-			snprintf(why, sizeof(why), "%d %s", rr[0].code, rr[0].text);
-		fail(run, e, msgfd, why);
-		r = O365_OK;
-	} else {
-		defer(run, e, msgfd, why);
-		if (!is_session_error(r))
-			r = O365_OK;
+	*stage = SM_STAGE_DATA;
+	/* a local read error (O365_E_IO) is deferred like a 4xx: the message
+	 * was not ended with ".", so nothing was sent */
+	if (lseek(msgfd, 0, SEEK_SET) == -1)
+		r = o365_error_set(err, O365_E_IO, "cannot rewind the message: %s", strerror(errno));
+	else
+		r = o365_smtp_data_fd(ss->s, msgfd, &dl, err);
+	if (r != O365_OK)
+		goto out;
+	for (i = 0; i < n; i++) {
+		if (codes[i] >= 200 && codes[i] < 300)
+			continue;
+		rule = sm_reply_classify(codes[i], rr[i].enhanced, rr[i].text, SM_STAGE_RCPT);
+		if (codes[i] >= 500 && rule->action == SM_ACT_BOUNCE) {
+			r = sm_addrs_add(bad, e->rcpts.v[i].addr, NULL);
+			snprintf(badwhy, badsz, "%s: %d %s", e->rcpts.v[i].addr, rr[i].code, rr[i].text);
+		} else {
+			r = sm_addrs_add(later, e->rcpts.v[i].addr, NULL);
+		}
+		if (r != O365_OK)
+			goto out;
 	}
-	if (r == O365_OK && ss->s != NULL) {
-		o365_deadline_in(&dl, (unsigned)run->conf->smtp_timeout * 1000u);
-		if (o365_smtp_rset(ss->s, &dl, &err) != O365_OK)
-			r = O365_E_NET;		/* reconnect for the next one */
-	}
+	r = O365_OK;
 out:
 	free(rc);
 	free(codes);
 	free(rr);
-	sm_addrs_free(&keep);
+	return r;
+}
+
+/* e's recipients = a + b[first..] (the ones still to do). */
+static int
+rcpts_rest(struct sm_env *e, const struct sm_addrs *a, size_t first)
+{
+	struct sm_addrs nr = { 0 };
+	int r;
+
+	if ((r = addrs_append(&nr, a, 0, a->n)) != O365_OK ||
+	    (r = addrs_append(&nr, &e->rcpts, first, e->rcpts.n - (first < e->rcpts.n ? first : e->rcpts.n))) != O365_OK) {
+		sm_addrs_free(&nr);
+		return r;
+	}
+	sm_addrs_free(&e->rcpts);
+	e->rcpts = nr;
+	return O365_OK;
+}
+
+/* Remove the first n recipients of e. */
+static int
+drop_front(struct sm_env *e, size_t n)
+{
+	struct sm_addrs nr = { 0 };
+	int r;
+
+	if (n > e->rcpts.n)
+		n = e->rcpts.n;
+	if ((r = addrs_append(&nr, &e->rcpts, n, e->rcpts.n - n)) != O365_OK) {
+		sm_addrs_free(&nr);
+		return r;
+	}
+	sm_addrs_free(&e->rcpts);
+	e->rcpts = nr;
+	return O365_OK;
+}
+
+/*
+ * Deliver one locked message in transactions of at most flow.max_recipients.
+ * Returns a session-level error when the session is no longer usable, else
+ * O365_OK.  ss->stop says the run should end (slots, limits, holds).
+ */
+static int
+deliver(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
+    const struct o365_secret *pw)
+{
+	struct o365_error err;
+	struct o365_deadline dl;
+	struct sm_addrs later = { 0 }, bad = { 0 };
+	const struct sm_reply_rule *rule;
+	char why[1200], badwhy[700];
+	size_t n;
+	unsigned stage;
+	int r, slot, was = 0, sent = 0, waiting = 0, counted = 0;
+
+	o365_error_clear(&err);
+	if (ss->down[0] != '\0') {
+		/* the server could not be reached in this run: count the attempt
+		 * anyway, so every message ages and expires on time */
+		e->attempts++;
+		defer(run, e, msgfd, ss->down);
+		return O365_E_NET;
+	}
+	if (ss->s == NULL) {
+		if (sm_flow_slot_take(ss->flow, &slot, &err) != O365_OK)
+			o365_log(run->lg, LOG_ERR, "flow slots: %s", err.why);
+		else if (slot == -1) {
+			o365_log(run->lg, LOG_INFO, "all %u connection slots of %s in use (flow.connections); "
+			    "the other runners carry on", ss->lim.connections, run->conf->auth_user);
+			ss->stop = 1;
+			snprintf(run->last_status, sizeof(run->last_status),
+			    "queued: all connection slots in use");
+			return O365_OK;
+		}
+		if ((r = session_open(run, ss, pw, &stage, &err)) != O365_OK) {
+			sm_flow_slot_release(ss->flow);
+			reply_text(why, sizeof(why), &err);
+			rule = sm_reply_classify_error(&err, stage);
+			e->attempts++;
+			if (rule->action == SM_ACT_HOLD_QUEUE) {
+				act(run, ss, e, msgfd, rule, why);
+				return r;
+			}
+			/* anything else about the session: retry, the rest too */
+			snprintf(ss->down, sizeof(ss->down), "%s", why);
+			defer(run, e, msgfd, why);
+			return r;
+		}
+		o365_error_clear(&err);
+		if (sm_flow_release(ss->flow, &was, &err) != O365_OK)
+			o365_log(run->lg, LOG_ERR, "flow state: %s", err.why);
+		else if (was)
+			o365_log(run->lg, LOG_NOTICE, "queue resumed: authenticated to %s as %s",
+			    run->conf->smtp_host, run->conf->auth_user);
+	}
+	badwhy[0] = '\0';
+	r = O365_OK;
+	/* e->rcpts: still to try; later: refused for now, set aside */
+	while (e->rcpts.n > 0) {
+		n = e->rcpts.n < ss->lim.max_recipients ? e->rcpts.n : ss->lim.max_recipients;
+		if (!reserve(run, ss, e, (unsigned)n)) {
+			waiting = 1;
+			break;
+		}
+		if (!counted) {
+			e->attempts++;	/* only a transaction tried is an attempt */
+			counted = 1;
+		}
+		if (ss->need_rset) {
+			ss->need_rset = 0;
+			o365_deadline_in(&dl, (unsigned)run->conf->smtp_timeout * 1000u);
+			if ((r = o365_smtp_rset(ss->s, &dl, &err)) != O365_OK) {
+				stage = SM_STAGE_MAIL;
+				break;
+			}
+		}
+		r = transaction(run, ss, e, msgfd, n, &later, &bad, badwhy, sizeof(badwhy), &stage, &err);
+		if (r != O365_OK)
+			break;
+		sent = 1;
+		ss->need_rset = 1;
+		log_attempt(run, e, "sent", o365_smtp_last_reply(ss->s)->text);
+		snprintf(run->last_status, sizeof(run->last_status), "sent: %d %s",
+		    o365_smtp_last_reply(ss->s)->code, o365_smtp_last_reply(ss->s)->text);
+		/* never send to these again: the envelope forgets them now */
+		if ((r = rcpts_rest(e, &later, n)) != O365_OK)
+			break;
+		if (e->rcpts.n > later.n) {
+			save_env(run, e);
+			/* back to the ones still to try, the set-aside ones apart */
+			if ((r = drop_front(e, later.n)) != O365_OK)
+				break;
+		} else {
+			sm_addrs_free(&e->rcpts);
+			e->rcpts = later;
+			memset(&later, 0, sizeof(later));
+			break;
+		}
+	}
+	if (later.n > 0 && rcpts_rest(e, &later, 0) != O365_OK && r == O365_OK)
+		r = O365_E_NOMEM;
+	sm_addrs_free(&later);
+	if (waiting && r == O365_OK) {
+		/* postponed by reserve(): already recorded */
+		if (sent)
+			run->sent++;
+		save_env(run, e);
+		goto out_ok;
+	}
+	if (sent)
+		run->sent++;
+	if (bad.n > 0 && !e->bounce) {
+		struct sm_env b = *e;
+
+		b.rcpts = bad;
+		o365_error_clear(&err);
+		if (sm_bounce(run->q, run->conf, run->policy, &b, msgfd, badwhy, run->lg, &err) != O365_OK)
+			o365_log(run->lg, LOG_ERR, "%s: no bounce: %s", e->id, err.why);
+	}
+	if (r == O365_OK) {
+		if (e->rcpts.n > 0 && !sent)
+			defer(run, e, msgfd, "nothing sent");
+		else if (e->rcpts.n > 0)
+			defer(run, e, msgfd, "some recipients deferred");
+		else if (sm_queue_remove(run->q->qfd, e->id, &err) != O365_OK)
+			o365_log(run->lg, LOG_ERR, "%s: sent but %s", e->id, err.why);
+		goto out_ok;
+	}
+	if (r == O365_E_NOMEM) {
+		defer(run, e, msgfd, "out of memory");
+		goto out;
+	}
+	reply_text(why, sizeof(why), &err);
+	rule = sm_reply_classify_error(&err, stage);
+	act(run, ss, e, msgfd, rule, why);
+	if (!is_session_error(r) && ss->s != NULL && o365_smtp_usable(ss->s)) {
+		o365_deadline_in(&dl, (unsigned)run->conf->smtp_timeout * 1000u);
+		if (o365_smtp_rset(ss->s, &dl, &err) != O365_OK)
+			r = O365_E_NET;		/* reconnect for the next one */
+		else
+			r = O365_OK;
+	} else if (!is_session_error(r) && ss->s != NULL) {
+		r = O365_E_NET;
+	}
+	goto out;
+out_ok:
+	r = O365_OK;
+out:
+	sm_addrs_free(&later);
 	sm_addrs_free(&bad);
-	if (is_session_error(r) && ss->s != NULL) {
+	if ((is_session_error(r) || r == O365_E_NET) && ss->s != NULL) {
 		o365_deadline_in(&dl, 1000);
 		o365_smtp_quit(&ss->s, &dl);
+		sm_flow_slot_release(ss->flow);
+	}
+	if (ss->stop && ss->s != NULL) {
+		o365_deadline_in(&dl, 2000);
+		o365_smtp_quit(&ss->s, &dl);
+		sm_flow_slot_release(ss->flow);
 	}
 	return r;
 }
@@ -335,7 +605,8 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 	struct session ss;
 	struct sm_env e;
 	struct o365_error e2;
-	char **ids = NULL, helo[256];
+	char **ids = NULL, helo[256], sdir[600], reason[512];
+	long long until = 0;
 	size_t n = 0, i;
 	int r, fd;
 
@@ -345,16 +616,34 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 		return o365_error_set(err, O365_E_CONFIG, "the queue runner must start as root");
 	if ((r = sm_conf_check_relay(run->conf, err)) != O365_OK)
 		return r;
+	r = snprintf(sdir, sizeof(sdir), "%s/state", run->q->dir);
+	if (r < 0 || (size_t)r >= sizeof(sdir))
+		return o365_error_set(err, O365_E_CONFIG, "queue.dir is too long");
 	if (geteuid() == 0) {
 		r = sm_queue_pickup(run->q, run->policy, run->lg, err);
 		if (r < 0)
 			o365_log(run->lg, LOG_ERR, "pickup: %s", err->why);
+		if ((r = sm_flow_prepare_dir(sdir, run->q->quid, run->q->qgid, err)) != O365_OK)
+			return r;
 	}
 	/* read as root, then never root again */
 	if ((r = o365_secret_read_file(run->conf->auth_password_file, 0, &pw, err)) != O365_OK)
 		return r;
 	if ((r = sm_drop_privileges(run->q->quid, run->q->qgid, err)) != O365_OK)
 		goto out;
+	sm_conf_flow_limits(run->conf, &ss.lim);
+	if ((r = sm_flow_open(sdir, run->conf->auth_user, &ss.lim, &ss.flow, err)) != O365_OK)
+		goto out;
+	if ((r = sm_flow_held(ss.flow, &until, reason, sizeof(reason), err)) != O365_OK)
+		goto out;
+	if (until > (long long)time(NULL) && !run->force) {
+		o365_log(run->lg, LOG_INFO, "queue held until %lld: %s (o365-sendmail -q tries now)",
+		    until, reason);
+		copy_capped(run->last_status, sizeof(run->last_status), "queued, the queue is held: ",
+		    reason);
+		r = O365_OK;
+		goto out;
+	}
 	if (run->conf->smtp_helo != NULL)
 		snprintf(helo, sizeof(helo), "%s", run->conf->smtp_helo);
 	else if (sm_fqdn(helo, sizeof(helo)) != 0)
@@ -380,7 +669,7 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 	(void)sm_queue_sweep(run->q->qfd, run->lg);
 	if ((r = sm_queue_list(run->q->qfd, &ids, &n, err)) != O365_OK)
 		goto out;
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && !ss.stop; i++) {
 		if (run->only_id != NULL && strcmp(ids[i], run->only_id) != 0)
 			continue;
 		o365_error_clear(&e2);
@@ -392,23 +681,18 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 			close(fd);
 			continue;
 		}
-		if (!run->force && run->only_id == NULL && e.next_try > (long long)time(NULL)) {
+		if (e.held || (!run->force && run->only_id == NULL &&
+		    e.next_try > (long long)time(NULL))) {
+			if (e.held && run->only_id != NULL)
+				copy_capped(run->last_status, sizeof(run->last_status), "held: ",
+				    e.last_error);
 			sm_env_free(&e);
 			close(fd);
 			continue;
 		}
-		if (ss.s != NULL && ss.need_rset) {
-			ss.need_rset = 0;
-			o365_deadline_in(&dl, (unsigned)run->conf->smtp_timeout * 1000u);
-			if (o365_smtp_rset(ss.s, &dl, &e2) != O365_OK) {
-				o365_deadline_in(&dl, 1000);
-				o365_smtp_quit(&ss.s, &dl);
-			}
-		}
-		r = deliver(run, &ss, &e, fd, pw, helo);
+		(void)deliver(run, &ss, &e, fd, pw);
 		sm_env_free(&e);
 		close(fd);
-		(void)r;
 		/* a session that broke mid-run is opened again for the next one;
 		 * one that could not be opened at all marks the rest deferred */
 	}
@@ -418,6 +702,7 @@ out:
 		o365_deadline_in(&dl, 2000);
 		o365_smtp_quit(&ss.s, &dl);
 	}
+	sm_flow_close(&ss.flow);
 	sm_queue_list_free(ids, n);
 	o365_secret_free(&pw);
 	return r;

@@ -13,7 +13,7 @@ struct sm_run {
 	int			 force;		/* -q: ignore the backoff */
 	const char		*only_id;	/* -odi: just this message */
 	/* results */
-	int			 sent, deferred, failed;
+	int			 sent, deferred, failed, held;
 	char			 last_status[600];	/* -odi: what happened to only_id */
 };
 

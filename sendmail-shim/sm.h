@@ -43,6 +43,9 @@ enum sm_mode {
 	SM_MODE_CHECK,		/* --check */
 	SM_MODE_HELP,
 	SM_MODE_VERSION,
+	SM_MODE_CONTROL,	/* --hold, --release, --delete, --retry ID|ALL */
+	SM_MODE_FAILED,		/* --failed: list failed/ */
+	SM_MODE_PROBE,		/* --probe: connect, show TLS, try AUTH, send nothing */
 };
 
 enum sm_deliv {
@@ -62,6 +65,8 @@ struct sm_opts {
 	const char	*fullname;	/* -F */
 	const char	*config;	/* -C */
 	const char	*init_dir;	/* --init DIR */
+	int		 ctl_op;	/* SM_MODE_CONTROL: enum sm_ctl_op (control.h) */
+	const char	*ctl_id;	/* SM_MODE_CONTROL: a queue id or "ALL" */
 	char *const	*rcpts;		/* into argv */
 	size_t		 nrcpt;
 };
@@ -246,6 +251,7 @@ struct sm_env {
 	int		 attempts;
 	int		 bounce;		/* this is a bounce: never bounce it */
 	int		 eightbit;		/* the message holds 8-bit bytes */
+	int		 held;			/* on hold (SendAsDenied, the admin): no automatic try */
 	off_t		 size;
 	char		 last_error[512];
 	struct sm_addrs	 rcpts;
@@ -347,5 +353,8 @@ int	sm_queue_fail(struct sm_queue *q, const char *id, struct o365_error *err) O3
 
 /* -bp: print the queue to fp-like fd. */
 int	sm_queue_print(struct sm_queue *q, int outfd, struct o365_error *err) O365_MUST_CHECK;
+
+/* --failed: the same for failed/ (state "failed"). */
+int	sm_queue_print_failed(struct sm_queue *q, int outfd, struct o365_error *err) O365_MUST_CHECK;
 
 #endif

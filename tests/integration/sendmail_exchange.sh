@@ -1,7 +1,9 @@
 #!/bin/bash
 # sendmail_exchange.sh: the queue runner against Exchange Online's replies,
 # played by tests/fake/fakeserver.py over STARTTLS with the test PKI.
-#   SendAsDenied after DATA  -> failed/, one bounce queued
+#   SendAsDenied after DATA  -> held in the queue (Held: 1), no bounce, the
+#                               advice names the setting to change
+#   550 5.1.1 to every RCPT  -> failed/, one bounce queued
 #   the bounce refused       -> failed/, never bounced again
 #   451 to RCPT              -> kept, retried later (Attempts, Next-Try)
 #   connection closed mid-DATA, or no greeting at all -> kept
@@ -106,7 +108,7 @@ runq() { $W $BIN $C -v -q > "$T/run.out" 2>&1; echo "--- run" >> "$T/all.out"; c
 clearq() { rm -f "$Q"/* "$F"/*; }
 queue1() { msg "$1" | $W $BIN $C -odq -i bob@example.org || fail "queueing m$1"; }
 
-# --- SendAsDenied: failed/, one bounce
+# --- SendAsDenied: held in the queue, not bounced, advice logged
 queue1 1
 { prelude; cat <<S
 C: MAIL FROM:<relay@contoso.com> SIZE=$(msg 1 | wc -c)
@@ -126,8 +128,36 @@ S
 } > "$T/s1"
 serve "$T/s1" && runq; unserve
 grep -q MISMATCH "$T/transcript" && fail "SendAsDenied transcript: $(grep MISMATCH "$T/transcript")"
-[ "$(ls "$F"/*.msg 2>/dev/null | wc -l)" = 1 ] && ok "SendAsDenied: message kept in failed/" || fail "SendAsDenied: failed/ $(ls "$F")"
-grep -q 'SendAsDenied' "$F"/*.env 2>/dev/null && ok "SendAsDenied: reason recorded" || fail "no reason in failed env"
+E=$(ls "$Q"/*.env 2>/dev/null | head -1)
+[ -z "$(ls "$F")" ] && [ -n "$E" ] && grep -q '^Held: 1$' "$E" && ok "SendAsDenied: message held in the queue" ||
+	fail "SendAsDenied: queue $(ls "$Q") failed/ $(ls "$F")"
+grep -q '^Last-Error: 554 5.2.252' "$E" 2>/dev/null && ok "SendAsDenied: reason recorded" || fail "no reason in env"
+nb=$(grep -l '^Bounce: 1$' "$Q"/*.env 2>/dev/null | wc -l)
+[ "$nb" = 0 ] && ok "SendAsDenied: no bounce" || fail "bounces queued: $nb"
+grep -q "status=held" "$T/run.out" && grep -q 'sendas-denied.*from.address' "$T/run.out" &&
+	ok "SendAsDenied: hold logged with the setting to change" || fail "no hold advice: $(cat "$T/run.out")"
+# held: a later run does not touch it (no server at all)
+$W $BIN $C -q > "$T/run.out" 2>&1
+grep -q 'connecting' "$T/run.out" && fail "a held message was tried again" || ok "held message not retried"
+clearq
+
+# --- every recipient refused for good: failed/, one bounce
+queue1 10
+{ prelude; cat <<S
+C~ MAIL FROM:<relay@contoso.com>.*
+S: 250 2.1.0 Sender OK
+C: RCPT TO:<bob@example.org>
+S: 550 5.1.10 RESOLVER.ADR.RecipientNotFound; Recipient not found by SMTP address lookup
+C: RSET
+S: 250 2.0.0 Resetting
+C: QUIT
+S: 221 2.0.0 Service closing transmission channel
+S
+} > "$T/s10"
+serve "$T/s10" && runq; unserve
+grep -q MISMATCH "$T/transcript" && fail "5xx transcript: $(grep MISMATCH "$T/transcript")"
+[ "$(ls "$F"/*.msg 2>/dev/null | wc -l)" = 1 ] && ok "5xx: message in failed/" || fail "5xx: failed/ $(ls "$F")"
+grep -q '5.1.10' "$F"/*.env 2>/dev/null && ok "5xx: reason recorded" || fail "no reason in failed env"
 nb=$(grep -l '^Bounce: 1$' "$Q"/*.env 2>/dev/null | wc -l)
 [ "$nb" = 1 ] && ok "one bounce queued" || fail "bounces queued: $nb"
 B=$(grep -l '^Bounce: 1$' "$Q"/*.env 2>/dev/null | head -1)

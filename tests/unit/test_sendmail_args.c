@@ -166,6 +166,31 @@ queue_runner_respects_backoff(void **state)
 	assert_int_equal(o.force, 0);
 }
 
+static void
+queue_control_options(void **state)
+{
+	static const struct { const char *opt; int op; } t[] = {
+		{ "--hold", 0 }, { "--release", 1 }, { "--delete", 2 }, { "--retry", 3 },
+	};
+	const char *argv[3] = { "sendmail", NULL, "ALL" }, *bare[2] = { "sendmail", "--failed" };
+	struct sm_opts o;
+	char why[256];
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+		argv[1] = t[i].opt;
+		assert_int_equal(sm_args_parse(3, (char *const *)argv, &o, why, sizeof(why)), 0);
+		assert_int_equal(o.mode, SM_MODE_CONTROL);
+		assert_int_equal(o.ctl_op, t[i].op);
+		assert_string_equal(o.ctl_id, "ALL");
+		/* the id is required */
+		assert_int_equal(sm_args_parse(2, (char *const *)argv, &o, why, sizeof(why)), -1);
+	}
+	assert_int_equal(sm_args_parse(2, (char *const *)bare, &o, why, sizeof(why)), 0);
+	assert_int_equal(o.mode, SM_MODE_FAILED);
+}
+
 int
 main(void)
 {
@@ -174,6 +199,7 @@ main(void)
 		cmocka_unit_test(recipient_after_first_is_never_an_option),
 		cmocka_unit_test(config_and_verbose),
 		cmocka_unit_test(queue_runner_respects_backoff),
+		cmocka_unit_test(queue_control_options),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -439,6 +439,29 @@ quota_hit_waits_for_the_window(void **state)
 	sm_flow_close(&other);
 }
 
+/* --retry ALL ends a quota wait; only when one is on does it say so */
+static void
+quota_clear_by_the_admin(void **state)
+{
+	struct fx *f = *state;
+	struct sm_flow_limits l;
+	struct sm_flow *fl;
+	struct o365_error err;
+	long long until;
+	int was = -1;
+
+	limits(&l, 3, 30, 10000);
+	assert_non_null(fl = open_flow(f, &l));
+	assert_int_equal(sm_flow_quota_clear(fl, &was, &err), O365_OK);
+	assert_int_equal(was, 0);
+	assert_int_equal(sm_flow_quota_hit(fl, &until, &err), O365_OK);
+	assert_true(reserve(fl, 1) > 0);
+	assert_int_equal(sm_flow_quota_clear(fl, &was, &err), O365_OK);
+	assert_int_equal(was, 1);
+	assert_int_equal(reserve(fl, 1), 0);
+	sm_flow_close(&fl);
+}
+
 static void
 queue_hold_alerts_once(void **state)
 {
@@ -656,6 +679,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(rate_limit_across_processes, setup, teardown),
 		cmocka_unit_test_setup_teardown(day_budget_rolls, setup, teardown),
 		cmocka_unit_test_setup_teardown(quota_hit_waits_for_the_window, setup, teardown),
+		cmocka_unit_test_setup_teardown(quota_clear_by_the_admin, setup, teardown),
 		cmocka_unit_test_setup_teardown(queue_hold_alerts_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(damaged_state_is_ignored, setup, teardown),
 		cmocka_unit_test_setup_teardown(state_files_are_private, setup, teardown),

@@ -198,6 +198,45 @@ full_disk_leaves_nothing(void **state)
 	}
 }
 
+/* the held state survives a write and a read; a bad value is refused */
+static void
+env_held_round_trip(void **state)
+{
+	struct sm_env e, back;
+	struct sm_out *o;
+	struct o365_error err;
+	char text[4096];
+	int p[2];
+	ssize_t n;
+
+	(void)state;
+	memset(&e, 0, sizeof(e));
+	memset(&back, 0, sizeof(back));
+	snprintf(e.sender, sizeof(e.sender), "a@b.example");
+	e.held = 1;
+	assert_int_equal(sm_addrs_add(&e.rcpts, "bob@example.org", NULL), O365_OK);
+	assert_int_equal(pipe(p), 0);
+	assert_non_null(o = malloc(sizeof(*o)));
+	sm_out_init(o, p[1]);
+	assert_int_equal(sm_env_write(&e, o), O365_OK);
+	assert_int_equal(sm_out_flush(o), O365_OK);
+	free(o);
+	close(p[1]);
+	assert_true((n = read(p[0], text, sizeof(text) - 1)) > 0);
+	close(p[0]);
+	text[n] = '\0';
+	assert_non_null(strstr(text, "Held: 1\n"));
+	assert_int_equal(sm_env_parse(&back, text, (size_t)n, NULL, &err), O365_OK);
+	assert_int_equal(back.held, 1);
+	assert_int_equal(back.rcpts.n, 1);
+	sm_env_free(&back);
+	e.held = 0;
+	assert_int_equal(sm_env_line(&e, "Held: 2", 7), O365_E_PROTO);
+	assert_int_equal(sm_env_line(&e, "Held: 1", 7), O365_OK);
+	assert_int_equal(e.held, 1);
+	sm_env_free(&e);
+}
+
 static void
 env_unknown_and_malformed_fields(void **state)
 {
@@ -445,6 +484,7 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(env_held_round_trip),
 		cmocka_unit_test_setup_teardown(init_modes_and_idempotence, setup, teardown),
 		cmocka_unit_test_setup_teardown(commit_writes_msg_and_env, setup, teardown),
 		cmocka_unit_test_setup_teardown(full_disk_leaves_nothing, setup, teardown),
