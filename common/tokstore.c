@@ -87,7 +87,8 @@ tok_check_cfg(const struct o365_tokstore_cfg *cfg, struct o365_error *err)
 		return r;
 	switch (cfg->grant) {
 	case O365_TOKSTORE_CLIENT_CREDENTIALS:
-		if (cfg->client_secret_file == NULL || *cfg->client_secret_file == '\0')
+		if (cfg->client_secret == NULL &&
+		    (cfg->client_secret_file == NULL || *cfg->client_secret_file == '\0'))
 			return o365_error_set(err, O365_E_CONFIG,
 			    "tokstore: the client credentials grant needs oauth.client_secret_file");
 		break;
@@ -502,12 +503,13 @@ tok_obtain(const struct o365_tokstore_cfg *cfg, const struct o365_deadline *dl,
 
 	*tok_out = NULL;
 	*rotated = 0;
-	if (cfg->client_secret_file != NULL && *cfg->client_secret_file != '\0' &&
+	if (cfg->client_secret == NULL && cfg->client_secret_file != NULL &&
+	    *cfg->client_secret_file != '\0' &&
 	    (r = o365_secret_read_file(cfg->client_secret_file, cfg->owner_uid, &csecret,
 	    err)) != O365_OK)
 		goto out;
 	rq.scope = tok_scope(cfg);
-	rq.client_secret = csecret;
+	rq.client_secret = cfg->client_secret != NULL ? cfg->client_secret : csecret;
 	if (cfg->grant == O365_TOKSTORE_CLIENT_CREDENTIALS) {
 		rq.grant = O365_GRANT_CLIENT_CREDENTIALS;
 	} else {
@@ -653,7 +655,9 @@ o365_tokstore_status(const struct o365_tokstore_cfg *cfg, struct o365_tokstore_s
 	o365_secret_free(&s);
 	file = cfg->grant == O365_TOKSTORE_CLIENT_CREDENTIALS ? cfg->client_secret_file :
 	    cfg->refresh_token_file;
-	if (o365_secret_read_file(file, cfg->owner_uid, &s, &serr) == O365_OK) {
+	if (cfg->grant == O365_TOKSTORE_CLIENT_CREDENTIALS && cfg->client_secret != NULL) {
+		out->secret_ok = 1;	/* read by the caller already */
+	} else if (o365_secret_read_file(file, cfg->owner_uid, &s, &serr) == O365_OK) {
 		out->secret_ok = 1;
 	} else {
 		tok_copy(out->secret_why, sizeof(out->secret_why), serr.why);
@@ -714,7 +718,8 @@ o365_tokstore_device_login(const struct o365_tokstore_cfg *cfg,
 	if (access(dir, W_OK) == -1)
 		return o365_error_set(err, O365_E_CONFIG,
 		    "tokstore: cannot write the refresh token into %s: %s", dir, strerror(errno));
-	if (cfg->client_secret_file != NULL && *cfg->client_secret_file != '\0' &&
+	if (cfg->client_secret == NULL && cfg->client_secret_file != NULL &&
+	    *cfg->client_secret_file != '\0' &&
 	    (r = o365_secret_read_file(cfg->client_secret_file, cfg->owner_uid, &csecret,
 	    err)) != O365_OK)
 		return r;
@@ -732,7 +737,7 @@ o365_tokstore_device_login(const struct o365_tokstore_cfg *cfg,
 	rq.grant = O365_GRANT_DEVICE_CODE;
 	rq.scope = tok_scope(cfg);
 	rq.device_code = dc->device_code;
-	rq.client_secret = csecret;
+	rq.client_secret = cfg->client_secret != NULL ? cfg->client_secret : csecret;
 	interval = dc->interval > 0 ? dc->interval : 5;
 	for (;;) {
 		/* RFC 8628 3.5: wait interval before each poll; stop at expires_in */
