@@ -5,6 +5,7 @@
 #include <strings.h>
 
 #include "config.h"
+#include "xoauth.h"
 
 #define OFF(f) offsetof(struct sm_conf, f)
 
@@ -35,6 +36,12 @@ static const struct o365_conf_key sm_keys[] = {
 	{ .path = "queue.bounce_to", .type = O365_CONF_STR, .off = OFF(queue_bounce_to) },
 	{ .path = "aliases", .type = O365_CONF_MAP, .off = OFF(aliases) },
 	{ .path = "aliases_file", .type = O365_CONF_STR, .off = OFF(aliases_file) },
+	{ .path = "oauth.authority", .type = O365_CONF_STR, .off = OFF(oauth_authority),
+	    .def_s = "https://login.microsoftonline.com" },
+	{ .path = "oauth.tenant", .type = O365_CONF_STR, .off = OFF(oauth_tenant) },
+	{ .path = "oauth.client_id", .type = O365_CONF_STR, .off = OFF(oauth_client_id) },
+	{ .path = "oauth.client_secret_file", .type = O365_CONF_STR, .off = OFF(oauth_client_secret_file) },
+	{ .path = "oauth.refresh_token_file", .type = O365_CONF_STR, .off = OFF(oauth_refresh_token_file) },
 };
 
 int
@@ -81,14 +88,15 @@ sm_conf_domain(const struct sm_conf *c)
 int
 sm_conf_check_relay(const struct sm_conf *c, struct o365_error *err)
 {
+	int r;
+
 	if (c->from_address == NULL || strchr(c->from_address, '@') == NULL)
 		return o365_error_set(err, O365_E_CONFIG,
 		    "from.address must be set to the relay mailbox (user@domain)");
 	if (c->auth_user == NULL || c->auth_user[0] == '\0')
 		return o365_error_set(err, O365_E_CONFIG, "auth.user must be set");
-	if (strcmp(c->auth_mechanism, "xoauth2") == 0)
-		return o365_error_set(err, O365_E_CONFIG,
-		    "auth.mechanism \"xoauth2\" is not yet supported by o365-sendmail");
+	if (sm_xoauth_enabled(c) && (r = sm_xoauth_check_conf(c, err)) != O365_OK)
+		return r;
 	if (c->queue_dir == NULL || c->queue_dir[0] != '/')
 		return o365_error_set(err, O365_E_CONFIG, "queue.dir must be an absolute path");
 	return O365_OK;

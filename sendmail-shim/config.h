@@ -25,6 +25,11 @@ struct sm_conf {
 	char	*queue_bounce_to;
 	struct o365_conf_pair *aliases;
 	char	*aliases_file;
+	char	*oauth_authority;	/* auth.mechanism "xoauth2" (xoauth.c) */
+	char	*oauth_tenant;
+	char	*oauth_client_id;
+	char	*oauth_client_secret_file;
+	char	*oauth_refresh_token_file;
 };
 
 int	sm_conf_load(const char *path, struct sm_conf *c, struct o365_error *err) O365_MUST_CHECK;

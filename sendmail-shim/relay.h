@@ -14,6 +14,7 @@ struct sm_run {
 	const char		*only_id;	/* -odi: just this message */
 	/* results */
 	int			 sent, deferred, failed;
+	int			 held;		/* xoauth2 token refused: queue held, alert logged */
 	char			 last_status[600];	/* -odi: what happened to only_id */
 };
 
