@@ -5,6 +5,7 @@
  * from a submission means the message and its envelope are on disk and
  * fsynced (file and directory).
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -295,6 +296,21 @@ spawn_runner(struct ctx *x)
 		;
 }
 
+/* -f / MAIL FROM: one address, no blanks or control bytes (it may become a From header). */
+static int
+sender_ok(const char *s)
+{
+	size_t n = strlen(s);
+
+	if (n > O365_MAX_ADDRESS)
+		return 0;
+	for (; *s != '\0'; s++)
+		if ((unsigned char)*s <= 0x20 || *s == 0x7f || *s == '<' || *s == '>' || *s == '"' ||
+		    *s == ',' || *s == '(' || *s == ')')
+			return 0;
+	return 1;
+}
+
 /*
  * Queue one message read from fd: recipients from rcpts (already parsed)
  * plus the headers with -t.  The EX_ code; *id_out gets the queue id (root).
@@ -414,7 +430,7 @@ static int
 mode_send(struct ctx *x)
 {
 	struct sm_addrs rc = { 0 };
-	char id[SM_ID_LEN + 1];
+	char id[SM_ID_LEN + 1], unbr[O365_MAX_ADDRESS + 1];
 	size_t i;
 	int ex;
 
@@ -424,6 +440,17 @@ mode_send(struct ctx *x)
 			sm_addrs_free(&rc);
 			return EX_DATAERR;
 		}
+	}
+	/* "-f <a@b>" (some callers add the brackets) */
+	if (x->o.sender != NULL && x->o.sender[0] == '<' && strlen(x->o.sender) > 2 &&
+	    x->o.sender[strlen(x->o.sender) - 1] == '>') {
+		snprintf(unbr, sizeof(unbr), "%.*s", (int)strlen(x->o.sender) - 2, x->o.sender + 1);
+		x->o.sender = unbr;
+	}
+	if (x->o.sender != NULL && !sender_ok(x->o.sender)) {
+		die_line("bad sender address given with -f/-r");
+		sm_addrs_free(&rc);
+		return EX_DATAERR;
 	}
 	ex = submit(x, STDIN_FILENO, !x->o.ignore_dots, x->o.from_headers, &rc, x->o.sender, id);
 	sm_addrs_free(&rc);
@@ -507,7 +534,8 @@ mode_smtp(struct ctx *x)
 		} else if (strncasecmp(line, "MAIL FROM:", 10) == 0) {
 			if (have_mail) {
 				smtp_reply("503 5.5.1 nested MAIL command");
-			} else if (smtp_path(line + 10, sender, sizeof(sender)) != 0) {
+			} else if (smtp_path(line + 10, sender, sizeof(sender)) != 0 ||
+			    (sender[0] != '\0' && !sender_ok(sender))) {
 				smtp_reply("501 5.1.7 bad sender address syntax");
 			} else {
 				have_mail = 1;
@@ -585,6 +613,29 @@ mode_smtp(struct ctx *x)
 	return EX_OK;
 }
 
+/* Submissions from other users not picked up yet (root can read incoming/). */
+static void
+print_waiting(struct sm_queue *q)
+{
+	struct dirent *de;
+	DIR *d;
+	int fd, n = 0;
+
+	if ((fd = openat(q->incfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		return;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL)
+		if (de->d_name[0] == 'm')
+			n++;
+	closedir(d);
+	if (n > 0)
+		printf("-- %d submission%s waiting in incoming/ (picked up by the next run)\n", n,
+		    n == 1 ? "" : "s");
+}
+
 static int
 mode_list(struct ctx *x)
 {
@@ -603,6 +654,8 @@ mode_list(struct ctx *x)
 		return EX_NOPERM;
 	}
 	r = sm_queue_print(&q, STDOUT_FILENO, &err);
+	if (r == O365_OK)
+		print_waiting(&q);
 	sm_queue_close(&q);
 	if (r != O365_OK) {
 		die_line("%s", err.why);

@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# pam_authtest.sh BUILD SOURCE: o365-authtest against the fakes.
+#   - imap-login accepted (exit 0): TLS details, greeting, capabilities shown
+#   - wrong password (1), untrusted certificate (2, the reason named),
+#     CR LF in the user name (1, nothing sent), root (3), bad config (78)
+#   - entra-ropc accepted (0, "token: issued"), AADSTS50126 (1, the code shown)
+#   - no password and no token in anything it printed
+set -euo pipefail
+BUILD=$(cd "${1:?usage: pam_authtest.sh BUILD SOURCE}" && pwd)
+SRC=$(cd "${2:?usage: pam_authtest.sh BUILD SOURCE}" && pwd)
+AT=$BUILD/pam_o365/o365-authtest
+WRAP=${O365_WRAP:-}
+PY=/usr/bin/python3
+PW='Au th"test\{pw} €-marker-6620'
+
+[ -x "$AT" ] || { echo "FAIL: $AT not built"; exit 1; }
+[ -f "$SRC/tests/fake/fake_token.py" ] || { echo "FAIL: fake_token.py missing"; exit 1; }
+
+tmp=$(mktemp -d /tmp/o365-authtest.XXXXXX)
+pids=()
+cleanup() {
+	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+	for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+fail() { echo "FAIL: $*"; exit 1; }
+# start VAR NAME CMD...: a fake in the background, in this shell so the trap
+# knows its pid; waits (bounded) for its "PORT n" line and sets VAR to n
+start() {
+	local var=$1 name=$2 i
+	shift 2
+	"$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
+	pids+=($!)
+	for i in $(seq 1 100); do
+		grep -q '^PORT ' "$tmp/$name.out" 2>/dev/null && break
+		sleep 0.1
+	done
+	printf -v "$var" '%s' "$(awk '/^PORT/ {print $2; exit}' "$tmp/$name.out")"
+}
+
+bash "$SRC/tests/fake/mkcerts.sh" "$tmp/pki"
+mkdir "$tmp/state"
+$PY -c 'import json, sys; json.dump({"bob": sys.argv[1]}, open(sys.argv[2], "w"))' "$PW" "$tmp/logins.json"
+$PY -c 'import json, sys; json.dump({"users": {"alice@contoso.com": {"password": sys.argv[1], "case": "ok"}},
+	"clients": {"app": {"public": True, "case": "ok"}}, "mode": "normal"}, open(sys.argv[2], "w"))' \
+	"$PW" "$tmp/state/users.json"
+start tport token $PY "$SRC/tests/fake/fake_token.py" --cert "$tmp/pki/server" \
+	--state "$tmp/state" --lifetime 300
+start oport onprem $PY "$SRC/tests/fake/fake_imap_xoauth2.py" --cert "$tmp/pki/server" \
+	--tokens "$tmp/state/tokens.json" --logins "$tmp/logins.json" --lifetime 300 \
+	--transcript "$tmp/onprem.transcript"
+start xport exo $PY "$SRC/tests/fake/fake_imap_xoauth2.py" --cert "$tmp/pki/server" \
+	--tokens "$tmp/state/tokens.json" --lifetime 300
+start uport untrusted $PY "$SRC/tests/fake/fake_imap_xoauth2.py" --cert "$tmp/pki/untrusted" \
+	--tokens "$tmp/state/tokens.json" --lifetime 300
+[ -n "$tport" ] && [ -n "$oport" ] && [ -n "$xport" ] && [ -n "$uport" ] || fail "fakes did not start"
+
+cat > "$tmp/login.conf" <<EOF
+imap = { host = "localhost"; port = $oport; timeout = 10; };
+tls = { ca_file = "$tmp/pki/ca.pem"; };
+EOF
+cat > "$tmp/untrusted.conf" <<EOF
+imap = { host = "localhost"; port = $uport; timeout = 10; };
+tls = { ca_file = "$tmp/pki/ca.pem"; };
+EOF
+cat > "$tmp/ropc.conf" <<EOF
+auth = { method = "entra-ropc"; };
+oauth = { authority = "https://localhost:$tport"; tenant = "contoso.onmicrosoft.com"; client_id = "app"; };
+imap = { host = "localhost"; port = $xport; timeout = 10; };
+tls = { ca_file = "$tmp/pki/ca.pem"; };
+user = { map = "%u@contoso.com"; };
+EOF
+
+n=0
+# at WANT CONF USER PASSWORD [-d]: run o365-authtest, check its exit status
+at() {
+	local want=$1 conf=$2 user=$3 pw=$4 rc=0
+	shift 4
+	n=$((n + 1))
+	out=$tmp/at.$n.out
+	printf '%s\n' "$pw" | $WRAP "$AT" "$user" -c "$tmp/$conf" "$@" >"$out" 2>&1 || rc=$?
+	[ "$rc" -eq "$want" ] || { cat "$out"; fail "$user with $conf: exit $rc, want $want"; }
+}
+has() { grep -qF -- "$1" "$out" || { cat "$out"; fail "no \"$1\" in the output"; }; }
+
+at 0 login.conf bob "$PW" -d
+has "tls: TLSv1."; has "verification: ok"; has "tls: issuer:"; has "imap: greeting:"
+has "imap: capabilities:"; has "AUTH=XOAUTH2"; has "result: success"; has "<secret>"
+at 1 login.conf bob "wrong-$PW"
+has "result: auth_err"
+at 2 untrusted.conf bob "$PW"
+has "result: authinfo_unavail"; has "certificate"
+echo "ok: imap-login accepted, refused, untrusted certificate"
+
+conns=$(grep -c '^CONNECT' "$tmp/onprem.transcript")
+at 1 login.conf $'bob\r\nA1 LOGOUT' "$PW"
+has "refused before anything is sent"
+at 1 login.conf bob ""
+n=$((n + 1)); out=$tmp/at.$n.out; rc=0		# a NUL byte inside the password
+printf 'ab\0cd\n' | $WRAP "$AT" bob -c "$tmp/login.conf" >"$out" 2>&1 || rc=$?
+[ "$rc" -eq 1 ] || { cat "$out"; fail "NUL in the password: exit $rc, want 1"; }
+has "NUL"
+[ "$(grep -c '^CONNECT' "$tmp/onprem.transcript")" -eq "$conns" ] || fail "CRLF user or empty password was sent"
+at 3 login.conf root "$PW"
+has "out of scope"
+printf 'imap = { port = 0; };\n' > "$tmp/bad.conf"
+at 78 bad.conf bob "$PW"
+has "bad.conf:1: imap.port"
+echo "ok: refused before sending, scope, bad config"
+
+at 0 ropc.conf alice "$PW" -d
+has "token: issued"; has "access token <secret>"; has "AUTHENTICATE XOAUTH2 <secret>"; has "result: success"
+at 1 ropc.conf alice "wrong-$PW"
+has "AADSTS50126"; has "invalid_grant"; has "result: auth_err"
+echo "ok: entra-ropc accepted and refused"
+
+for f in "$tmp"/at.*.out; do
+	if grep -qF -- "$PW" "$f"; then fail "password in $f"; fi
+done
+$PY - "$tmp/state/tokens.json" "$tmp"/at.*.out <<'PY'
+import json, sys
+tokens = json.load(open(sys.argv[1]))
+assert tokens, "no token was issued"
+for path in sys.argv[2:]:
+    text = open(path, encoding="utf-8", errors="replace").read()
+    for tok in tokens:
+        if tok in text or tok[:16] in text:
+            sys.exit("token found in " + path)
+PY
+echo "ok: no password or token in the output"
+echo PASS
