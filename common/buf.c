@@ -90,9 +90,12 @@ o365_buf_unread(const struct o365_buf *b)
 int
 o365_buf_getline(struct o365_buf *b, size_t limit, char **line_out, size_t *len_out)
 {
-	unsigned char *s = b->data + b->off;
 	size_t avail = b->len - b->off, i, scan;
+	unsigned char *s;
 
+	if (avail == 0)
+		return 0;	/* data may still be NULL: no arithmetic on it (C11 6.5.6) */
+	s = b->data + b->off;
 	/* look at most limit+2 bytes: the line and its CRLF */
 	scan = avail < limit + 2 ? avail : limit + 2;
 	for (i = 0; i < scan; i++) {

@@ -777,6 +777,15 @@ imap_run_cmd(struct o365_imap *im, struct imap_cmd *cmd, struct o365_imap_resp *
 		start = end;
 		if ((r = imap_wait(im, i < cmd->nsplit ? IMAP_WAIT_CONT : 0, resp, dl, err)) != O365_OK)
 			return r;
+		if (resp->kind == O365_IMAP_TAGGED && i < cmd->nsplit &&
+		    resp->status == O365_IMAP_OK) {
+			/* an OK to a command we have not finished sending
+			 * (the password literal is still ours) vouches for
+			 * nothing: never report it as a successful login */
+			imap_set_state(im, IMAP_S_BROKEN);
+			return o365_error_set(err, O365_E_PROTO,
+			    "server said OK before the whole command was sent");
+		}
 		if (resp->kind == O365_IMAP_TAGGED)
 			return O365_OK;		/* refused before the literal */
 	}
@@ -794,7 +803,8 @@ o365_imap_login(struct o365_imap *im, const char *user, const char *pass, size_t
 
 	o365_error_clear(err);
 	memset(&cmd, 0, sizeof(cmd));
-	o365_buf_init(&cmd.b, 3 * O365_MAX_CREDENTIAL + 128);
+	/* both credentials quoted, every byte escaped: 2 * (2 * max + 2) */
+	o365_buf_init(&cmd.b, 4 * O365_MAX_CREDENTIAL + 128);
 	cmd.b.secret = 1;
 	if ((r = o365_credential_check(user, user != NULL ? strlen(user) : 0, "user name", err)) != O365_OK ||
 	    (r = o365_credential_check(pass, passlen, "password", err)) != O365_OK)
@@ -910,6 +920,13 @@ imap_authenticate(struct o365_imap *im, const char *mech, const struct o365_secr
 		goto out;
 	if ((r = imap_wait(im, IMAP_WAIT_CONT, &resp, dl, err)) != O365_OK)
 		goto out;
+	if (!ir && resp.kind == O365_IMAP_TAGGED && resp.status == O365_IMAP_OK) {
+		/* OK before we sent any credentials checks nothing */
+		imap_set_state(im, IMAP_S_BROKEN);
+		r = o365_error_set(err, O365_E_PROTO,
+		    "%s: server said OK before the credentials were sent", what);
+		goto out;
+	}
 	if (!ir && resp.kind == O365_IMAP_CONTINUE) {
 		o365_buf_reset(&line);
 		if ((r = o365_buf_append(&line, b64->data, b64->len)) != O365_OK ||

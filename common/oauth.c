@@ -34,6 +34,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -402,6 +403,20 @@ oauth_sslctx_cb(CURL *curl, void *sslctx, void *ud)
 	return CURLE_OK;
 }
 
+/*
+ * libcurl (7.88) opens its connection with a plain socket(2): no
+ * close-on-exec.  A host program that forks and execs in another thread
+ * while we wait for the token endpoint (a display manager, polkit) would
+ * hand our connection to the child.  Open it with SOCK_CLOEXEC instead.
+ */
+static curl_socket_t
+oauth_opensocket_cb(void *ud, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	(void)ud;
+	(void)purpose;
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
 static int
 oauth_is_file(const char *path)
 {
@@ -557,6 +572,7 @@ oauth_post(const struct o365_oauth_opts *o, const char *authority, size_t alen,
 	    (cc = curl_easy_setopt(c, CURLOPT_CAINFO, cafile)) != CURLE_OK ||
 	    (cc = curl_easy_setopt(c, CURLOPT_CAPATH, capath)) != CURLE_OK ||
 	    (cc = curl_easy_setopt(c, CURLOPT_SSL_CTX_FUNCTION, oauth_sslctx_cb)) != CURLE_OK ||
+	    (cc = curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, oauth_opensocket_cb)) != CURLE_OK ||
 	    (cc = curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)left)) != CURLE_OK ||
 	    (cc = curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, (long)left)) != CURLE_OK ||
 	    (cc = curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, oauth_write_cb)) != CURLE_OK ||

@@ -147,13 +147,24 @@ defer(struct sm_run *run, struct sm_env *e, int msgfd, const char *why)
 	snprintf(run->last_status, sizeof(run->last_status), "deferred: %s", why);
 }
 
+/* Copy prefix + src into dst, cut to fit with "..." at the end: reply texts
+ * are capped for the envelope and the status line on purpose. */
+static void
+copy_capped(char *dst, size_t size, const char *prefix, const char *src)
+{
+	int n = snprintf(dst, size, "%s%s", prefix, src);
+
+	if (n >= 0 && (size_t)n >= size && size > 4)
+		memcpy(dst + size - 4, "...", 4);
+}
+
 static void
 fail(struct sm_run *run, struct sm_env *e, int msgfd, const char *why)
 {
 	struct o365_error err;
 
 	o365_error_clear(&err);
-	snprintf(e->last_error, sizeof(e->last_error), "%s", why);
+	copy_capped(e->last_error, sizeof(e->last_error), "", why);
 	log_attempt(run, e, "failed", why);
 	if (sm_queue_write_env(run->q->qfd, e, run->q->quid, run->q->qgid, &err) != O365_OK)
 		o365_log(run->lg, LOG_ERR, "%s: %s", e->id, err.why);
@@ -164,7 +175,7 @@ fail(struct sm_run *run, struct sm_env *e, int msgfd, const char *why)
 	if (sm_bounce(run->q, run->conf, run->policy, e, msgfd, why, run->lg, &err) != O365_OK)
 		o365_log(run->lg, LOG_ERR, "%s: no bounce: %s", e->id, err.why);
 	run->failed++;
-	snprintf(run->last_status, sizeof(run->last_status), "failed: %s", why);
+	copy_capped(run->last_status, sizeof(run->last_status), "failed: ", why);
 }
 
 static int

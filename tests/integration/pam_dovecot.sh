@@ -19,7 +19,7 @@ WRAP=${O365_WRAP:-}
 [ -x /usr/bin/pamtester ] || { echo "FAIL: pamtester missing"; exit 1; }
 # A sanitized build (O365_SANITIZE): pamtester is not, so the ASan runtime
 # must come first in LD_PRELOAD; leaks are valgrind's job (pam_valgrind.sh).
-ASAN_RT=$(ldd "$MODULE" | awk '/libasan/ {print $3; exit}')
+ASAN_RT=$(ldd "$MODULE" | awk '/libasan/ && !r {r = $3} END {print r}')
 with_asan() {
 	if [ -n "$ASAN_RT" ]; then
 		LD_PRELOAD="$ASAN_RT${LD_PRELOAD:+:$LD_PRELOAD}" \

@@ -17,6 +17,11 @@ BUILD=$(cd "${1:?usage: pam_entra.sh BUILD SOURCE}" && pwd)
 SRC=$(cd "${2:?usage: pam_entra.sh BUILD SOURCE}" && pwd)
 MODULE=$BUILD/pam_o365/pam_o365.so
 WRAP=${O365_WRAP:-}
+# The whole attempt (token endpoint + IMAP) must fit imap.timeout; under
+# valgrind on a loaded machine OpenSSL alone can take seconds, so give the
+# attempts that are meant to finish far more room there.
+deftimeout=10
+[ -n "$WRAP" ] && deftimeout=60
 PY=/usr/bin/python3
 PW=entra-Secret-marker-8812
 
@@ -25,7 +30,7 @@ PW=entra-Secret-marker-8812
 [ -x /usr/bin/pamtester ] || { echo "FAIL: pamtester missing"; exit 1; }
 # A sanitized build (O365_SANITIZE): pamtester is not, so the ASan runtime
 # must come first in LD_PRELOAD; leaks are valgrind's job (pam_valgrind.sh).
-ASAN_RT=$(ldd "$MODULE" | awk '/libasan/ {print $3; exit}')
+ASAN_RT=$(ldd "$MODULE" | awk '/libasan/ && !r {r = $3} END {print r}')
 with_asan() {
 	if [ -n "$ASAN_RT" ]; then
 		LD_PRELOAD="$ASAN_RT${LD_PRELOAD:+:$LD_PRELOAD}" \
@@ -85,7 +90,7 @@ conf() {
 auth = { method = "entra-ropc"; verify_imap = true; };
 oauth = { authority = "https://localhost:$tport"; tenant = "contoso.onmicrosoft.com";
           client_id = "${2:-public-app}"; };
-imap = { host = "localhost"; port = ${3:-$iport}; timeout = ${5:-10}; };
+imap = { host = "localhost"; port = ${3:-$iport}; timeout = ${5:-$deftimeout}; };
 user = { map = "%u@contoso.com"; };
 EOF
 	# CA "system": no ca_file, the system store (which does not hold the test CA)

@@ -9,7 +9,7 @@ set -euo pipefail
 BUILD=${1:?usage: pam_valgrind.sh BUILD SOURCE}
 SRC=${2:?usage: pam_valgrind.sh BUILD SOURCE}
 [ -f "$BUILD/pam_o365/pam_o365.so" ] || { echo "FAIL: pam_o365.so not built"; exit 1; }
-if ldd "$BUILD/pam_o365/pam_o365.so" | grep -q libasan; then
+if ldd "$BUILD/pam_o365/pam_o365.so" | grep libasan >/dev/null; then
 	echo "SKIP: a sanitized build (valgrind and ASan do not mix)"
 	exit 0
 fi

@@ -37,6 +37,31 @@ getline_splits_crlf_lines(void **state)
 	o365_buf_free(&b);
 }
 
+/*
+ * A buffer that never allocated (a fresh connection's first read) has
+ * data == NULL: getline must say "need more" without forming NULL + 0,
+ * which clang's UBSan (-DO365_SANITIZE=ON with CC=clang) reports.
+ */
+static void
+getline_on_a_fresh_buffer(void **state)
+{
+	struct o365_buf b;
+	char *line = NULL;
+	size_t len = 7;
+
+	(void)state;
+	o365_buf_init(&b, 64);
+	assert_null(b.data);
+	assert_int_equal(o365_buf_getline(&b, 32, &line, &len), 0);
+	assert_null(line);
+	assert_int_equal(len, 7);
+	feed(&b, "ok\r\n");
+	assert_int_equal(o365_buf_getline(&b, 32, &line, &len), 1);
+	assert_string_equal(line, "ok");
+	assert_int_equal(o365_buf_getline(&b, 32, &line, &len), 0);	/* drained */
+	o365_buf_free(&b);
+}
+
 static void
 getline_refuses_one_byte_over_limit(void **state)
 {
@@ -158,6 +183,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(getline_splits_crlf_lines),
+		cmocka_unit_test(getline_on_a_fresh_buffer),
 		cmocka_unit_test(getline_refuses_one_byte_over_limit),
 		cmocka_unit_test(getline_says_toolong_before_the_line_ends),
 		cmocka_unit_test(getline_refuses_nul_and_bare_lf),

@@ -658,6 +658,79 @@ login_credential_at_limit(void **state)
 	run_free(&r);
 }
 
+/*
+ * Both credentials at O365_MAX_CREDENTIAL bytes, every byte one that quoting
+ * escapes: the command (4114 bytes) must still be built and sent whole.
+ */
+static void
+login_escaped_credentials_at_limit(void **state)
+{
+	static const char *const steps[] = { GREET_PLAIN, "R", "S:A001 OK done", NULL };
+	char user[O365_MAX_CREDENTIAL + 1], pw[O365_MAX_CREDENTIAL + 1];
+	struct run r;
+
+	(void)state;
+	memset(user, '"', O365_MAX_CREDENTIAL);
+	user[O365_MAX_CREDENTIAL] = '\0';
+	memset(pw, '\\', O365_MAX_CREDENTIAL);
+	pw[O365_MAX_CREDENTIAL] = '\0';
+	run_start(&r, steps, 5000);
+	assert_int_equal(r.start_r, O365_OK);
+	assert_int_equal(o365_imap_login(r.im, user, pw, O365_MAX_CREDENTIAL, &r.dl, &r.err),
+	    O365_OK);
+	assert_int_equal(strlen(run_finish(&r)), strlen("A001 LOGIN \"\" \"\"\r\n") +
+	    4 * O365_MAX_CREDENTIAL);
+	assert_false(r.peer.failed);
+	run_free(&r);
+}
+
+/*
+ * A tagged OK that comes before the credentials were sent (the password
+ * still waits behind a synchronising literal, or AUTHENTICATE without
+ * SASL-IR got no "+") checked nothing: O365_E_PROTO, the password is never
+ * sent, and the session takes no further command.
+ */
+static void
+early_ok_is_not_a_login(void **state)
+{
+	static const char *const login_steps[] = { GREET_PLAIN, "R", "S:A001 OK LOGIN completed",
+		NULL };
+	static const char *const user_lit_steps[] = { GREET_PLAIN, "R", "S:+ go", "R",
+		"S:A001 OK LOGIN completed", NULL };
+	static const char *const plain_steps[] = { "S:* OK [CAPABILITY IMAP4rev1 AUTH=PLAIN] hi",
+		"R", "S:A001 OK AUTHENTICATE completed", NULL };
+	struct run r;
+
+	(void)state;
+	run_start(&r, login_steps, 5000);
+	assert_int_equal(r.start_r, O365_OK);
+	assert_int_equal(o365_imap_login(r.im, "alice", UTF8PW, strlen(UTF8PW), &r.dl, &r.err),
+	    O365_E_PROTO);
+	assert_non_null(strstr(r.err.why, "before the whole command"));
+	assert_int_equal(o365_imap_login(r.im, "alice", UTF8PW, strlen(UTF8PW), &r.dl, &r.err),
+	    O365_E_PROTO);
+	assert_string_equal(run_finish(&r), "A001 LOGIN \"alice\" {13}\r\n");
+	run_free(&r);
+
+	/* OK after the user name literal, before the password literal */
+	run_start(&r, user_lit_steps, 5000);
+	assert_int_equal(r.start_r, O365_OK);
+	assert_int_equal(o365_imap_login(r.im, UTF8USR, UTF8PW, strlen(UTF8PW), &r.dl, &r.err),
+	    O365_E_PROTO);
+	assert_string_equal(run_finish(&r), "A001 LOGIN {7}\r\n" UTF8USR " {13}\r\n");
+	run_free(&r);
+
+	run_start(&r, plain_steps, 5000);
+	assert_int_equal(r.start_r, O365_OK);
+	assert_int_equal(o365_imap_auth_plain(r.im, "alice", "MARKER-pw", 9, &r.dl, &r.err),
+	    O365_E_PROTO);
+	assert_non_null(strstr(r.err.why, "before the credentials"));
+	assert_int_equal(o365_imap_auth_plain(r.im, "alice", "MARKER-pw", 9, &r.dl, &r.err),
+	    O365_E_PROTO);
+	assert_string_equal(run_finish(&r), "A001 AUTHENTICATE PLAIN\r\n");
+	run_free(&r);
+}
+
 static void
 login_refused_when_logindisabled(void **state)
 {
@@ -1235,6 +1308,8 @@ main(void)
 		cmocka_unit_test(login_literal_minus_long),
 		cmocka_unit_test(refused_credentials_send_nothing),
 		cmocka_unit_test(login_credential_at_limit),
+		cmocka_unit_test(login_escaped_credentials_at_limit),
+		cmocka_unit_test(early_ok_is_not_a_login),
 		cmocka_unit_test(login_refused_when_logindisabled),
 		cmocka_unit_test(login_maps_answers),
 		cmocka_unit_test(greeting_line_limit),

@@ -43,6 +43,8 @@ static pthread_mutex_t log_mu = PTHREAD_MUTEX_INITIALIZER;
 static char logbuf[1 << 20];
 static size_t loglen;
 
+static void cap_vlog(int prio, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+
 static void
 cap_vlog(int prio, const char *fmt, va_list ap)
 {
@@ -80,6 +82,10 @@ vsyslog(int prio, const char *fmt, va_list ap)
 {
 	cap_vlog(prio, fmt, ap);
 }
+
+/* glibc's fortified entry points; declared here with their format checks */
+void	__syslog_chk(int prio, int flag, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+void	__vsyslog_chk(int prio, int flag, const char *fmt, va_list ap) __attribute__((format(printf, 3, 0)));
 
 void
 __syslog_chk(int prio, int flag, const char *fmt, ...)

@@ -10,7 +10,9 @@
  * [INUSE] / [LIMIT], or a BYE before our tagged reply.  O365_E_PERM: LOGIN
  * while the server advertises LOGINDISABLED (nothing sent).  O365_E_TOOLONG:
  * a line, literal or untagged-line count over the limits in limits.h.
- * O365_E_PROTO: a reply we cannot parse or a BAD.  O365_E_INVAL: a credential
+ * O365_E_PROTO: a reply we cannot parse, a BAD, or a tagged OK that came
+ * before the credentials were sent (ahead of a synchronising literal, or to
+ * AUTHENTICATE before its "+").  O365_E_INVAL: a credential
  * refused before anything was sent (empty, CR, LF, NUL, too long).  Plus the
  * conn errors.  After a failed read or write, a timeout, a BYE or a reply we
  * could not follow, the session refuses further commands (O365_E_PROTO,
