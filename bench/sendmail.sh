@@ -55,8 +55,7 @@ done
 
 # (re)build both programs; a no-op when they are up to date
 if [ ! -f "$BUILD/CMakeCache.txt" ]; then
-	# O365_WERROR=OFF: -O2 shows -Wformat-truncation warnings a Debug build does not
-	cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DO365_WERROR=OFF -DBUILD_TESTING=ON \
+	cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_TESTING=ON \
 		> /dev/null || die "cmake failed"
 fi
 echo "building $SM and $SMT" >&2
