@@ -411,8 +411,12 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 	}
 	/* read as root, then never root again */
 	if (sm_xoauth_enabled(run->conf)) {
-		if ((r = sm_xoauth_init(&xo, run->conf, &ss.tls, run->q->quid, 1, err)) != O365_OK)
+		if ((r = sm_xoauth_init(&xo, run->conf, &ss.tls, run->q->quid, 1, err)) != O365_OK) {
+			/* nothing was tried: the queue is held until the admin fixes it */
+			o365_log(run->lg, LOG_ALERT, "queue held: %s", err->why);
+			run->held = 1;
 			goto out;
+		}
 		ss.xo = &xo;
 	} else if ((r = o365_secret_read_file(run->conf->auth_password_file, 0, &pw, err)) != O365_OK) {
 		return r;

@@ -7,6 +7,7 @@
 #     attempts not counted; fixed -> the next run delivers
 #   wrong client secret (invalid_client): held, alert names the secret file
 #   --check / -v: identity, tenant, grant, expiry; unsafe secret file refused
+#     (and the run held with one alert)
 #   --oauth-login: pending, slow_down, ok; declined; expired
 #   refresh token: delivered, rotated token stored (owner and mode kept)
 #   cached token expired at the server in a queue run: refresh, nothing lost
@@ -136,7 +137,13 @@ grep -q 'grant client_credentials' "$T/run.out" && ok "-v shows the grant" || fa
 chmod 644 "$T/client.secret"
 $W $BIN $C --check > "$T/check.out" 2>&1 && fail "--check took a world-readable client secret" ||
 	ok "--check refuses a world-readable client secret"
+queue1 3a
+runq
+[ "$RC" != 0 ] && [ "$(grep -c 'queue held:.*client.secret' "$T/run.out")" = 1 ] && [ "$(nq)" = 1 ] &&
+	ok "world-readable client secret: queue held, one alert" || fail "unsafe secret: rc=$RC $(cat "$T/run.out")"
 chmod 600 "$T/client.secret"
+runq
+[ "$(nq)" = 0 ] && has_eml 3a && ok "secret mode fixed: delivered" || fail "secret mode fixed: queue=$(nq)"
 
 # --- the app has no rights on the mailbox: one refresh, then held
 sendas '[]'
@@ -155,7 +162,7 @@ grep -q '^Attempts: 0$' "$Q"/*.env && ! grep -q '^Attempts: [1-9]' "$Q"/*.env &&
 	fail "refused: $(grep Attempts "$Q"/*.env)"
 sendas '["app-client"]'
 runq
-[ "$RC" = 0 ] && [ "$(nq)" = 0 ] && [ "$(neml)" = 5 ] && has_eml 4 && has_eml 5 &&
+[ "$RC" = 0 ] && [ "$(nq)" = 0 ] && [ "$(neml)" = 6 ] && has_eml 4 && has_eml 5 &&
 	ok "fixed: the next run delivers" || fail "fixed: rc=$RC queue=$(nq) eml=$(neml)"
 
 # --- wrong client secret: invalid_client, held
