@@ -1,0 +1,49 @@
+/*
+ * testutil.h: small pieces many unit tests share: a log sink that keeps
+ * every line, path joining, atomic file writes, the test PKI and
+ * tests/fake/fake_token.py.  Nothing here depends on cmocka.
+ */
+#ifndef O365_TEST_TESTUTIL_H
+#define O365_TEST_TESTUTIL_H
+
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "spawn.h"
+
+/*
+ * A log sink (struct o365_log .fn, .ctx = a struct o365_test_capture) that
+ * keeps every line, each followed by '\n'; text stays NUL-terminated.  A line
+ * that does not fit is not kept and counted in dropped.  The struct is large:
+ * make it static or calloc it.
+ */
+struct o365_test_capture {
+	char	text[1 << 20];
+	size_t	len;
+	int	lines;
+	int	dropped;
+};
+
+void	o365_test_capture_sink(void *ctx, int prio, const char *msg);
+
+/* dst = a "/" b; aborts the test program when it does not fit. */
+void	o365_test_path_join(char *dst, size_t size, const char *a, const char *b);
+
+/*
+ * Write text to path through a temp file and rename(2), so that a fake server
+ * polling the file never reads half of it.  Returns 0 or -1.
+ */
+int	o365_test_write_file(const char *path, const char *text, mode_t mode);
+
+/* Run tests/fake/mkcerts.sh dir (dir may exist or not).  Returns 0 or -1. */
+int	o365_test_mkcerts(const char *dir);
+
+/*
+ * Start tests/fake/fake_token.py with the certificate pki_dir/server.* and
+ * the state dir state_dir (users.json etc.), lifetime 300 s; p->port is set.
+ * Returns 0, or -1 (nothing running, a line on stderr).
+ */
+int	o365_test_fake_token_start(struct o365_proc *p, const char *pki_dir,
+	    const char *state_dir);
+
+#endif
