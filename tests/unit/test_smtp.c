@@ -24,6 +24,7 @@
 #include "o365/sasl.h"
 #include "o365/smtp.h"
 #include "../../common/smtp_int.h"
+#include "testutil.h"
 
 /* ---- scripted server ----------------------------------------------------- */
 
@@ -227,23 +228,6 @@ srv_transcript(struct server *sv)
 }
 
 /* ---- log capture --------------------------------------------------------- */
-
-struct capture {
-	char	text[1 << 16];
-	size_t	len;
-};
-
-static void
-capture_sink(void *ctx, int prio, const char *msg)
-{
-	struct capture *c = ctx;
-	int n;
-
-	(void)prio;
-	n = snprintf(c->text + c->len, sizeof(c->text) - c->len, "%s\n", msg);
-	if (n > 0 && (size_t)n < sizeof(c->text) - c->len)
-		c->len += (size_t)n;
-}
 
 /* ---- session helpers ----------------------------------------------------- */
 
@@ -1371,8 +1355,8 @@ auth_logs_no_secret(void **state)
 	/* base64 of the marker at each of the three alignments */
 	static const char *b64s[] = { "U2VrcjN0LU00cmtlci1w", "a3IzdC1NNHJrZXIt",
 	    "ZWtyM3QtTTRya2VyLXB3" };
-	struct capture *cap = calloc(1, sizeof(*cap));
-	struct o365_log lg = { capture_sink, cap, 1 };
+	struct o365_test_capture *cap = calloc(1, sizeof(*cap));
+	struct o365_log lg = { o365_test_capture_sink, cap, 1 };
 	int mechs[] = { O365_SASL_PLAIN, O365_SASL_LOGIN, O365_SASL_XOAUTH2 };
 	size_t i, k;
 
@@ -1418,7 +1402,6 @@ auth_logs_no_secret(void **state)
 		quit(&s);
 		srv_done(sv, 1);
 	}
-	cap->text[cap->len] = '\0';
 	assert_non_null(strstr(cap->text, "C: AUTH PLAIN <secret>"));
 	assert_non_null(strstr(cap->text, "S: 535 5.7.3 Authentication unsuccessful"));
 	assert_null(strstr(cap->text, marker));

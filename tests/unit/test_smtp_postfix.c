@@ -24,6 +24,7 @@
 #include "o365/smtp.h"
 #include "fakeserver.h"
 #include "spawn.h"
+#include "testutil.h"
 
 /* a password with spaces and both kinds of quotes */
 #define ALICE		"alice@example.com"
@@ -127,23 +128,6 @@ group_teardown(void **state)
 	}								\
 } while (0)
 
-struct capture {
-	char	text[1 << 16];
-	size_t	len;
-};
-
-static void
-capture_sink(void *ctx, int prio, const char *msg)
-{
-	struct capture *c = ctx;
-	int n;
-
-	(void)prio;
-	n = snprintf(c->text + c->len, sizeof(c->text) - c->len, "%s\n", msg);
-	if (n > 0 && (size_t)n < sizeof(c->text) - c->len)
-		c->len += (size_t)n;
-}
-
 static struct o365_smtp *
 connect_postfix(const struct o365_log *lg)
 {
@@ -236,8 +220,8 @@ static void
 send_one(int mech, const char *user, const char *pw, const char *from, int want_delivery_n)
 {
 	const char *rcpts[] = { "carol@example.net", "dave@example.org" };
-	struct capture *cap = calloc(1, sizeof(*cap));
-	struct o365_log lg = { capture_sink, cap, 1 };
+	struct o365_test_capture *cap = calloc(1, sizeof(*cap));
+	struct o365_log lg = { o365_test_capture_sink, cap, 1 };
 	struct o365_deadline dl;
 	struct o365_error err;
 	struct o365_smtp *s;
@@ -272,7 +256,6 @@ send_one(int mech, const char *user, const char *pw, const char *from, int want_
 	    "RCPT TO:<dave@example.org>\n", from);
 	expect_delivery(want_delivery_n, eml, sizeof(MSG), env);
 	free(eml);
-	cap->text[cap->len] = '\0';
 	if (strstr(cap->text, pw) != NULL)
 		fail_msg("the password is in the log:\n%s", cap->text);
 	free(cap);
