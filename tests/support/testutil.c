@@ -1,8 +1,11 @@
 /* testutil.c: see testutil.h. */
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -110,4 +113,42 @@ o365_test_fake_token_start(struct o365_proc *p, const char *pki_dir, const char 
 		return -1;
 	}
 	return 0;
+}
+
+int
+o365_test_tcp_socket(int do_listen, unsigned int *port_out)
+{
+	struct sockaddr_in sin;
+	socklen_t sl = sizeof(sin);
+	int fd;
+
+	if ((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return -1;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
+	    (do_listen && listen(fd, 4) != 0) ||
+	    getsockname(fd, (struct sockaddr *)&sin, &sl) != 0) {
+		(void)close(fd);
+		return -1;
+	}
+	*port_out = ntohs(sin.sin_port);
+	return fd;
+}
+
+int
+o365_test_have_ipv6_loopback(void)
+{
+	struct sockaddr_in6 s6;
+	int fd, ok;
+
+	if ((fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return 0;
+	memset(&s6, 0, sizeof(s6));
+	s6.sin6_family = AF_INET6;
+	s6.sin6_addr = in6addr_loopback;
+	ok = bind(fd, (struct sockaddr *)&s6, sizeof(s6)) == 0;
+	(void)close(fd);
+	return ok;
 }

@@ -46,4 +46,13 @@ int	o365_test_mkcerts(const char *dir);
 int	o365_test_fake_token_start(struct o365_proc *p, const char *pki_dir,
 	    const char *state_dir);
 
+/*
+ * A TCP socket bound to 127.0.0.1 on an ephemeral port (*port_out), listening
+ * (backlog 4) when do_listen is set, close-on-exec.  The fd, or -1.
+ */
+int	o365_test_tcp_socket(int do_listen, unsigned int *port_out);
+
+/* Whether this host can bind ::1 (IPv6 tests are skipped without it). */
+int	o365_test_have_ipv6_loopback(void);
+
 #endif
