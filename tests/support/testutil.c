@@ -66,6 +66,21 @@ o365_test_write_file(const char *path, const char *text, mode_t mode)
 }
 
 int
+o365_test_count_lines(const char *path)
+{
+	char line[65536];
+	int n = 0;
+	FILE *f;
+
+	if ((f = fopen(path, "re")) == NULL)
+		return 0;
+	while (fgets(line, sizeof(line), f) != NULL)
+		n++;
+	(void)fclose(f);
+	return n;
+}
+
+int
 o365_test_mkcerts(const char *dir)
 {
 	char script[300], d[300];

@@ -35,6 +35,12 @@ void	o365_test_path_join(char *dst, size_t size, const char *a, const char *b);
  */
 int	o365_test_write_file(const char *path, const char *text, mode_t mode);
 
+/*
+ * How many lines path holds (0 when it does not exist), as fgets(3) with a
+ * 64 KiB buffer reads them: fake servers append one line per request.
+ */
+int	o365_test_count_lines(const char *path);
+
 /* Run tests/fake/mkcerts.sh dir (dir may exist or not).  Returns 0 or -1. */
 int	o365_test_mkcerts(const char *dir);
 

@@ -651,17 +651,10 @@ last_request(void)
 static int
 request_count(void)
 {
-	char path[512], line[65536];
-	int n = 0;
-	FILE *f;
+	char path[512];
 
 	o365_test_path_join(path, sizeof(path), fx.state, "requests.log");
-	if ((f = fopen(path, "r")) == NULL)
-		return 0;
-	while (fgets(line, sizeof(line), f) != NULL)
-		n++;
-	fclose(f);
-	return n;
+	return o365_test_count_lines(path);
 }
 
 static const char *
