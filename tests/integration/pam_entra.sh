@@ -137,18 +137,6 @@ expect 1 "Authentication failure" alice "" authenticate
 echo "ok: CRLF in the user name and an empty password sent nothing"
 
 # nothing pamtester printed holds the password or any issued token
-for f in "$tmp"/pt.*.out; do
-	if grep -qF -- "$PW" "$f"; then fail "password in $f"; fi
-done
-$PY - "$tmp/state/tokens.json" "$tmp"/pt.*.out <<'PY'
-import json, sys
-tokens = json.load(open(sys.argv[1]))
-assert tokens, "no token was issued"
-for path in sys.argv[2:]:
-    text = open(path, encoding="utf-8", errors="replace").read()
-    for tok in tokens:
-        if tok in text or tok[:16] in text:
-            sys.exit("token found in " + path)
-PY
+no_secret_in "$PW" "$tmp/state/tokens.json" "$tmp"/pt.*.out
 echo "ok: no password or token in any output"
 echo PASS

@@ -74,3 +74,24 @@ pamtester_to() {
 	shift 3
 	printf '%s\n' "$pw" | with_asan ${WRAP:-} /usr/bin/pamtester -v "$svc" "$user" "$@" >"$out" 2>&1
 }
+
+# no_secret_in PASSWORD TOKENS_JSON FILE...: fail when a file holds the
+# password, or any token fake_token.py issued (listed in TOKENS_JSON, which
+# must not be empty) or its first 16 characters
+no_secret_in() {
+	local pw=$1 tokens=$2 f
+	shift 2
+	for f in "$@"; do
+		if grep -qF -- "$pw" "$f"; then fail "password in $f"; fi
+	done
+	/usr/bin/python3 - "$tokens" "$@" <<'PY'
+import json, sys
+tokens = json.load(open(sys.argv[1]))
+assert tokens, "no token was issued"
+for path in sys.argv[2:]:
+    text = open(path, encoding="utf-8", errors="replace").read()
+    for tok in tokens:
+        if tok in text or tok[:16] in text:
+            sys.exit("token found in " + path)
+PY
+}
