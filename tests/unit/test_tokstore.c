@@ -178,7 +178,8 @@ refresh_state(int *fresh)
 		return -1;
 	n = json_object_object_length(root);
 	if ((file = read_path(fx.rt_file)) != NULL) {
-		snprintf(tok, sizeof(tok), "%s", file);
+		if (snprintf(tok, sizeof(tok), "%s", file) >= (int)sizeof(tok))
+			tok[0] = '\0';		/* longer than any token: matches none */
 		tok[strcspn(tok, "\n")] = '\0';
 		if (json_object_object_get_ex(root, tok, &e) &&
 		    json_object_object_get_ex(e, "used", &used) && !json_object_get_boolean(used))
@@ -593,7 +594,7 @@ refresh_rotation_written_atomically(void **state)
 
 	(void)state;
 	seed_refresh_token(0640);
-	snprintf(seeded, sizeof(seeded), "%s", read_path(fx.rt_file));
+	assert_true(snprintf(seeded, sizeof(seeded), "%s", read_path(fx.rt_file)) < (int)sizeof(seeded));
 	assert_true((n = refresh_state(&fresh)) >= 1);
 	assert_int_equal(fresh, 1);
 	assert_int_equal(lstat(fx.rt_file, &before), 0);
@@ -636,7 +637,7 @@ expired_refresh_token_is_auth_and_file_untouched(void **state)
 	(void)state;
 	/* a token the endpoint does not know: AADSTS700082 */
 	write_path(fx.rt_file, "0.AXoA-expired-refresh-token-marker\n", 0600);
-	snprintf(saved, sizeof(saved), "%s", read_path(fx.rt_file));
+	assert_true(snprintf(saved, sizeof(saved), "%s", read_path(fx.rt_file)) < (int)sizeof(saved));
 	assert_int_equal(lstat(fx.rt_file, &before), 0);
 	assert_int_equal(get(&c, 0, &t1, NULL, &oerr, &err), O365_E_AUTH);
 	assert_null(t1);
@@ -689,7 +690,7 @@ throttling_and_service_errors_are_temp(void **state)
 
 	(void)state;
 	seed_refresh_token(0600);
-	snprintf(saved, sizeof(saved), "%s", read_path(fx.rt_file));
+	assert_true(snprintf(saved, sizeof(saved), "%s", read_path(fx.rt_file)) < (int)sizeof(saved));
 	for (i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
 		set_conf(modes[i], 3599);
 		assert_int_equal(get(&c, 0, &t1, NULL, &oerr, &err), O365_E_TEMP);

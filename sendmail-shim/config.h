@@ -1,0 +1,39 @@
+/* config.h: o365-sendmail's settings (see etc/o365/sendmail.conf). */
+#ifndef O365_SM_CONFIG_H
+#define O365_SM_CONFIG_H
+
+#include "o365/conf.h"
+#include "sm.h"
+
+struct sm_conf {
+	char	*smtp_host;
+	int	 smtp_port;
+	int	 smtp_timeout;
+	char	*smtp_tls;
+	char	*smtp_helo;
+	char	*tls_ca_file;
+	char	*tls_ca_dir;
+	char	*tls_min_version;
+	char	*auth_mechanism;
+	char	*auth_user;
+	char	*auth_password_file;
+	char	*from_address;
+	char	*from_rewrite;
+	char	*queue_dir;
+	char	*queue_user;
+	int	 queue_max_age;
+	char	*queue_bounce_to;
+	struct o365_conf_pair *aliases;
+	char	*aliases_file;
+};
+
+int	sm_conf_load(const char *path, struct sm_conf *c, struct o365_error *err) O365_MUST_CHECK;
+int	sm_conf_load_string(const char *text, struct sm_conf *c, struct o365_error *err) O365_MUST_CHECK;
+void	sm_conf_free(struct sm_conf *c);
+enum sm_rewrite sm_conf_rewrite(const struct sm_conf *c);
+/* The domain of from.address, or NULL. */
+const char *sm_conf_domain(const struct sm_conf *c);
+/* What relaying needs (from.address, auth.user, a supported mechanism). */
+int	sm_conf_check_relay(const struct sm_conf *c, struct o365_error *err) O365_MUST_CHECK;
+
+#endif

@@ -1,0 +1,36 @@
+/* relay.h: the queue runner and bounces. */
+#ifndef O365_SM_RELAY_H
+#define O365_SM_RELAY_H
+
+#include "config.h"
+#include "sm.h"
+
+struct sm_run {
+	const struct sm_conf	*conf;
+	struct sm_queue		*q;
+	const struct sm_policy	*policy;
+	const struct o365_log	*lg;
+	int			 force;		/* -q: ignore the backoff */
+	const char		*only_id;	/* -odi: just this message */
+	/* results */
+	int			 sent, deferred, failed;
+	char			 last_status[600];	/* -odi: what happened to only_id */
+};
+
+/*
+ * Run the queue: pick up drops (root), read the relay secret (root), drop
+ * privileges to the queue user, then deliver every due message over one
+ * SMTP session.  Must start as root.  O365_OK when the run completed (some
+ * messages may be deferred), else the error that stopped it.
+ */
+int	sm_run_queue(struct sm_run *run, struct o365_error *err) O365_MUST_CHECK;
+
+/* Queue one bounce for a message that failed for good (never for a bounce). */
+int	sm_bounce(struct sm_queue *q, const struct sm_conf *c, const struct sm_policy *p,
+	    const struct sm_env *orig, int msgfd, const char *why, const struct o365_log *lg,
+	    struct o365_error *err) O365_MUST_CHECK;
+
+/* Switch to the queue user for good (setgroups, setresgid, setresuid). */
+int	sm_drop_privileges(uid_t uid, gid_t gid, struct o365_error *err) O365_MUST_CHECK;
+
+#endif
