@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -63,6 +64,56 @@ o365_test_write_file(const char *path, const char *text, mode_t mode)
 		return -1;
 	}
 	return 0;
+}
+
+char *
+o365_test_slurp(const char *path, size_t *len_out)
+{
+	size_t len = 0, cap = 4096;
+	char *buf, *nb;
+	ssize_t n;
+	int fd;
+
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return NULL;
+	if ((buf = malloc(cap)) == NULL)
+		goto fail;
+	for (;;) {
+		if (cap - len < 2) {
+			if ((nb = realloc(buf, cap * 2)) == NULL)
+				goto fail;
+			buf = nb;
+			cap *= 2;
+		}
+		if ((n = read(fd, buf + len, cap - len - 1)) < 0)
+			goto fail;
+		if (n == 0)
+			break;
+		len += (size_t)n;
+	}
+	(void)close(fd);
+	buf[len] = '\0';
+	if (len_out != NULL)
+		*len_out = len;
+	return buf;
+fail:
+	free(buf);
+	(void)close(fd);
+	return NULL;
+}
+
+int
+o365_test_memfile(const void *p, size_t n)
+{
+	int fd;
+
+	if ((fd = memfd_create("msg", MFD_CLOEXEC)) == -1)
+		return -1;
+	if (write(fd, p, n) != (ssize_t)n || lseek(fd, 0, SEEK_SET) != 0) {
+		(void)close(fd);
+		return -1;
+	}
+	return fd;
 }
 
 int

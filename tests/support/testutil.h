@@ -36,6 +36,16 @@ void	o365_test_path_join(char *dst, size_t size, const char *a, const char *b);
 int	o365_test_write_file(const char *path, const char *text, mode_t mode);
 
 /*
+ * The whole of file path, NUL-terminated, in a malloc'd buffer (the caller
+ * frees it); *len_out (if not NULL) gets its length.  NULL if it cannot be
+ * read.
+ */
+char	*o365_test_slurp(const char *path, size_t *len_out);
+
+/* A close-on-exec memfd holding p[0..n), at offset 0: the fd, or -1. */
+int	o365_test_memfile(const void *p, size_t n);
+
+/*
  * How many lines path holds (0 when it does not exist), as fgets(3) with a
  * 64 KiB buffer reads them: fake servers append one line per request.
  */

@@ -900,17 +900,6 @@ envelope_address_at_limit(void **state)
 
 /* ---- DATA ---------------------------------------------------------------- */
 
-static int
-memfile(const void *p, size_t n)
-{
-	int fd = memfd_create("msg", MFD_CLOEXEC);
-
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, p, n), (ssize_t)n);
-	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
-	return fd;
-}
-
 /* Run one DATA with body in[0..n) and check the bytes on the wire. */
 static void
 data_case(const void *in, size_t n, const void *wire, size_t wn, const char *final, int want)
@@ -926,7 +915,7 @@ data_case(const void *in, size_t n, const void *wire, size_t wn, const char *fin
 	srv_step_n(sv, wire, wn, final, strlen(final), ACT_NONE);
 	srv_quit(sv);
 	s = session(sv, NULL);
-	fd = memfile(in, n);
+	assert_true((fd = o365_test_memfile(in, n)) >= 0);
 	dl_in(&dl, 10000);
 	r = o365_smtp_data_fd(s, fd, &dl, &err);
 	if (r != want)
@@ -1031,9 +1020,10 @@ data_refused(void **state)
 	struct o365_deadline dl;
 	struct o365_error err;
 	struct o365_smtp *s;
-	int fd = memfile("x\n", 2);
+	int fd = o365_test_memfile("x\n", 2);
 
 	(void)state;
+	assert_true(fd >= 0);
 	srv_hello(sv, EHLO_ALL);
 	srv_step(sv, "DATA\r\n", "554 5.5.1 no valid recipients\r\n");
 	srv_step(sv, "RSET\r\n", "250 2.0.0 flushed\r\n");
@@ -1064,7 +1054,7 @@ data_server_closes_midway(void **state)
 	srv_hello(sv, EHLO_ALL);
 	srv_step_n(sv, "DATA\r\n", 6, "354 go\r\n", 8, ACT_CLOSE);
 	s = session(sv, NULL);
-	fd = memfile(big, n);
+	assert_true((fd = o365_test_memfile(big, n)) >= 0);
 	dl_in(&dl, 10000);
 	r = o365_smtp_data_fd(s, fd, &dl, &err);
 	assert_int_equal(r, O365_E_NET);

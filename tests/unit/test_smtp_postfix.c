@@ -145,25 +145,6 @@ connect_postfix(const struct o365_log *lg)
 }
 
 /* Read a whole file (NULL if missing); *n gets its size. */
-static char *
-slurp(const char *path, size_t *n)
-{
-	struct stat st;
-	char *p;
-	int fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return NULL;
-	if (fstat(fd, &st) == -1 || (p = malloc((size_t)st.st_size + 1)) == NULL) {
-		close(fd);
-		return NULL;
-	}
-	*n = (size_t)read(fd, p, (size_t)st.st_size);
-	p[*n] = '\0';
-	close(fd);
-	return p;
-}
-
 /* Wait (bounded, 30 s) for DIR/out/<n>.eml, then check it and <n>.env. */
 static void
 expect_delivery(int n, const char *eml, size_t emllen, const char *env)
@@ -177,27 +158,16 @@ expect_delivery(int n, const char *eml, size_t emllen, const char *env)
 	snprintf(path, sizeof(path), "%s/out/%d.eml", pf.dir, n);
 	for (i = 0; i < 300 && access(path, F_OK) != 0; i++)
 		nanosleep(&tick, NULL);
-	if ((got = slurp(path, &len)) == NULL)
+	if ((got = o365_test_slurp(path, &len)) == NULL)
 		fail_msg("message %d was not delivered (see %s/maillog)", n, pf.dir);
 	if (len != emllen || memcmp(got, eml, len) != 0)
 		fail_msg("message %d differs:\n--- got (%zu bytes)\n%s\n--- expected (%zu bytes)\n%s",
 		    n, len, got, emllen, eml);
 	free(got);
 	snprintf(path, sizeof(path), "%s/out/%d.env", pf.dir, n);
-	assert_non_null(got = slurp(path, &len));
+	assert_non_null(got = o365_test_slurp(path, &len));
 	assert_string_equal(got, env);
 	free(got);
-}
-
-static int
-memfile(const char *p, size_t n)
-{
-	int fd = memfd_create("msg", MFD_CLOEXEC);
-
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, p, n), (ssize_t)n);
-	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
-	return fd;
 }
 
 /* What we submit: LF line ends, dot lines, 8-bit bytes, no final newline. */
@@ -240,7 +210,7 @@ send_one(int mech, const char *user, const char *pw, const char *from, int want_
 	    codes, NULL, &dl, &err), O365_OK);
 	assert_int_equal(codes[0], 250);
 	assert_int_equal(codes[1], 250);
-	fd = memfile(MSG, sizeof(MSG) - 1);
+	assert_true((fd = o365_test_memfile(MSG, sizeof(MSG) - 1)) >= 0);
 	if (o365_smtp_data_fd(s, fd, &dl, &err) != O365_OK)
 		fail_msg("DATA: %s", err.why);
 	close(fd);

@@ -55,28 +55,6 @@ write_path(const char *path, const char *text, mode_t mode)
 	assert_int_equal(o365_test_write_file(path, text, mode), 0);
 }
 
-/* The whole file, NUL-terminated, in a malloc'd buffer (*len_out bytes). */
-static char *
-slurp(const char *path, size_t *len_out)
-{
-	char *buf = malloc(1 << 20);
-	ssize_t n;
-	int fd;
-
-	assert_non_null(buf);
-	if ((fd = open(path, O_RDONLY)) < 0) {
-		free(buf);
-		return NULL;
-	}
-	n = read(fd, buf, (1 << 20) - 1);
-	close(fd);
-	assert_true(n >= 0);
-	buf[n] = '\0';
-	if (len_out != NULL)
-		*len_out = (size_t)n;
-	return buf;
-}
-
 static int
 request_count(void)
 {
@@ -269,13 +247,13 @@ assert_delivered(int n, const char *want_eml, const char *want_user, const char 
 
 	snprintf(name, sizeof(name), "%d.eml", n);
 	o365_test_path_join(path, sizeof(path), fx.out, name);
-	assert_non_null(got = slurp(path, &len));
+	assert_non_null(got = o365_test_slurp(path, &len));
 	assert_int_equal(len, strlen(want_eml));
 	assert_memory_equal(got, want_eml, len);
 	free(got);
 	snprintf(name, sizeof(name), "%d.env", n);
 	o365_test_path_join(path, sizeof(path), fx.out, name);
-	assert_non_null(got = slurp(path, NULL));
+	assert_non_null(got = o365_test_slurp(path, NULL));
 	snprintf(line, sizeof(line), "User: %s\nMail-From: %s\n", want_user, want_from);
 	assert_non_null(strstr(got, line));
 	free(got);
@@ -422,7 +400,7 @@ logs_never_hold_a_secret(void **state)
 
 	(void)state;
 	assert_non_null(strstr(fx.cap.text, "<secret>"));	/* the AUTH lines were traced */
-	assert_non_null(exolog = slurp(fx.exolog, NULL));
+	assert_non_null(exolog = o365_test_slurp(fx.exolog, NULL));
 	assert_non_null(strstr(exolog, "auth xoauth2 user=" RELAY " ok"));
 	assert_null(strstr(fx.cap.text, CLIENT_SECRET));
 	assert_null(strstr(fx.cap.text, ALICE_PW));
