@@ -543,6 +543,21 @@ out:
 	return r;
 }
 
+/*
+ * The start of the calls that may talk to Entra ID: oerr and err (the
+ * caller's or its locals) reset, a deadline and a valid cfg required.
+ */
+static int
+tok_begin(const struct o365_tokstore_cfg *cfg, const struct o365_deadline *dl,
+    struct o365_oauth_error *oerr, struct o365_error *err)
+{
+	memset(oerr, 0, sizeof(*oerr));
+	o365_error_clear(err);
+	if (dl == NULL)
+		return o365_error_set(err, O365_E_INVAL, "tokstore: no deadline");
+	return tok_check_cfg(cfg, err);
+}
+
 int
 o365_tokstore_get(const struct o365_tokstore_cfg *cfg, int force_refresh,
     const struct o365_deadline *dl, const struct o365_log *lg,
@@ -563,14 +578,11 @@ o365_tokstore_get(const struct o365_tokstore_cfg *cfg, int force_refresh,
 		*expires_at_out = 0;
 	if (oerr == NULL)
 		oerr = &oerr_local;
-	memset(oerr, 0, sizeof(*oerr));
 	if (err == NULL)
 		err = &err_local;
-	o365_error_clear(err);
-	if (dl == NULL)
-		return o365_error_set(err, O365_E_INVAL, "tokstore: no deadline");
-	if ((r = tok_check_cfg(cfg, err)) != O365_OK ||
-	    (r = tok_check_dir(cfg->cache_dir, cfg->owner_uid, err)) != O365_OK ||
+	if ((r = tok_begin(cfg, dl, oerr, err)) != O365_OK)
+		return r;
+	if ((r = tok_check_dir(cfg->cache_dir, cfg->owner_uid, err)) != O365_OK ||
 	    (r = tok_lock(cfg, dl, &lockfd, err)) != O365_OK)
 		goto out;
 
@@ -700,13 +712,9 @@ o365_tokstore_device_login(const struct o365_tokstore_cfg *cfg,
 
 	if (oerr == NULL)
 		oerr = &oerr_local;
-	memset(oerr, 0, sizeof(*oerr));
 	if (err == NULL)
 		err = &err_local;
-	o365_error_clear(err);
-	if (dl == NULL)
-		return o365_error_set(err, O365_E_INVAL, "tokstore: no deadline");
-	if ((r = tok_check_cfg(cfg, err)) != O365_OK)
+	if ((r = tok_begin(cfg, dl, oerr, err)) != O365_OK)
 		return r;
 	if (cfg->grant != O365_TOKSTORE_REFRESH_TOKEN)
 		return o365_error_set(err, O365_E_CONFIG,

@@ -17,31 +17,10 @@ WRAP=${O365_WRAP:-}
 
 [ -f "$MODULE" ] || { echo "FAIL: $MODULE not built"; exit 1; }
 [ -x /usr/bin/pamtester ] || { echo "FAIL: pamtester missing"; exit 1; }
-# A sanitized build (O365_SANITIZE): pamtester is not, so the ASan runtime
-# must come first in LD_PRELOAD; leaks are valgrind's job (pam_valgrind.sh).
-ASAN_RT=$(ldd "$MODULE" | awk '/libasan/ && !r {r = $3} END {print r}')
-with_asan() {
-	if [ -n "$ASAN_RT" ]; then
-		LD_PRELOAD="$ASAN_RT${LD_PRELOAD:+:$LD_PRELOAD}" \
-		    ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0" "$@"
-	else
-		"$@"
-	fi
-}
+. "$SRC/tests/integration/lib/pam.bash"
+pam_workdir o365-pam-dovecot o365-test
 
-tmp=$(mktemp -d /tmp/o365-pam-dovecot.XXXXXX)
-chmod 711 "$tmp"		# Dovecot's unprivileged processes read files below
-svc=o365-test-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
-cleanup() {
-	rm -f "/etc/pam.d/$svc"
-	bash "$SRC/tests/fake/dovecot.sh" stop "$tmp/dovecot" >/dev/null 2>&1 || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-fail() { echo "FAIL: $*"; exit 1; }
-
-bash "$SRC/tests/fake/mkcerts.sh" "$tmp/pki"
-port=$(bash "$SRC/tests/fake/dovecot.sh" start "$tmp/dovecot" "$tmp/pki" | awk '/^PORT/ {print $2}')
+dovecot_start
 [ -n "$port" ] || fail "dovecot did not start"
 
 cat > "$tmp/pam_o365.conf" <<EOF
@@ -57,9 +36,7 @@ EOF
 
 # pt USER PASSWORD OPS...: run pamtester, output in $tmp/pt.out, returns its status
 pt() {
-	local user=$1 pw=$2
-	shift 2
-	printf '%s\n' "$pw" | with_asan $WRAP /usr/bin/pamtester -v "$svc" "$user" "$@" >"$tmp/pt.out" 2>&1
+	pamtester_to "$tmp/pt.out" "$@"
 }
 # on failure: the same check through o365-authtest, which prints each step
 diagnose() { printf '%s\n' "$2" | "$BUILD/pam_o365/o365-authtest" "$1" -c "$tmp/pam_o365.conf" -d || true; }
