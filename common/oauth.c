@@ -1030,8 +1030,8 @@ static int
 oauth_check_opts(const struct o365_oauth_opts *o, const char **auth, size_t *alen,
     char *host, size_t hostsz, struct o365_error *err)
 {
-	const char *hostp;
-	size_t hlen;
+	const char *hostp = NULL;
+	size_t hlen = 0;
 	int r;
 
 	if (o == NULL)
