@@ -12,18 +12,11 @@ RUNS=${3:-20}
 MODULE=$BUILD/pam_o365/pam_o365.so
 [ -f "$MODULE" ] || { echo "no $MODULE: build first" >&2; exit 1; }
 
-tmp=$(mktemp -d /tmp/o365-bench.XXXXXX)
-chmod 711 "$tmp"
-svc=o365-bench-$(od -An -N6 -tx1 /dev/urandom | tr -d ' \n')
-cleanup() {
-	rm -f "/etc/pam.d/$svc"
-	bash "$SRC/tests/fake/dovecot.sh" stop "$tmp/dovecot" >/dev/null 2>&1 || true
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-bash "$SRC/tests/fake/mkcerts.sh" "$tmp/pki" >/dev/null
-port=$(bash "$SRC/tests/fake/dovecot.sh" start "$tmp/dovecot" "$tmp/pki" | awk '/^PORT/ {print $2}')
+WRAP=
+. "$SRC/tests/integration/lib/pam.bash"
+pam_workdir o365-bench o365-bench
+dovecot_start
+[ -n "$port" ] || { echo "dovecot did not start" >&2; exit 1; }
 IFS=$'\t' read -r user pw < "$tmp/dovecot/users.txt"
 cat > "$tmp/pam_o365.conf" <<EOF
 imap = { host = "localhost"; port = $port; timeout = 10; };

@@ -1025,19 +1025,23 @@ o365_token_free(struct o365_token **tp)
 
 /* ---- the two requests ---- */
 
+/* Check o; *auth, *alen: the authority to use, host: its host, printable. */
 static int
 oauth_check_opts(const struct o365_oauth_opts *o, const char **auth, size_t *alen,
-    const char **host, size_t *hostlen, struct o365_error *err)
+    char *host, size_t hostsz, struct o365_error *err)
 {
+	const char *hostp = NULL;
+	size_t hlen = 0;
 	int r;
 
 	if (o == NULL)
 		return o365_error_set(err, O365_E_CONFIG, "oauth: no options");
 	*auth = o->authority != NULL ? o->authority : O365_OAUTH_AUTHORITY;
-	if ((r = oauth_check_authority(*auth, alen, host, hostlen, err)) != O365_OK ||
+	if ((r = oauth_check_authority(*auth, alen, &hostp, &hlen, err)) != O365_OK ||
 	    (r = oauth_check_id(o->tenant, "tenant", err)) != O365_OK ||
 	    (r = oauth_check_id(o->client_id, "client_id", err)) != O365_OK)
 		return r;
+	o365_sanitize(host, hostsz, hostp, hlen);
 	return O365_OK;
 }
 
@@ -1056,14 +1060,17 @@ oauth_log_result(const struct o365_log *lg, const char *host, const char *endpoi
 }
 
 /*
- * An answer that is not JSON at all is often a captive portal or a proxy's
- * login page: say what it was instead of a JSON parser's complaint.
+ * After parsing answer h (result r): keep its Retry-After in oerr.  An answer
+ * that is not JSON at all is often a captive portal or a proxy's login page:
+ * say what it was instead of a JSON parser's complaint.
  */
 static void
-oauth_explain_proto(int r, const char *host, const struct oauth_http *h, struct o365_error *err)
+oauth_after_parse(int r, const char *host, const struct oauth_http *h,
+    struct o365_oauth_error *oerr, struct o365_error *err)
 {
 	const char *ct = h->content_type;
 
+	oerr->retry_after = h->retry_after;
 	if (r != O365_E_PROTO || strncasecmp(ct, "application/json", 16) == 0 ||
 	    (ct[0] == '\0' && h->len > 0 && (h->body[0] == '{' || h->body[0] == '[')))
 		return;
@@ -1090,6 +1097,22 @@ oauth_http_free(struct oauth_http *h)
 	h->body = NULL;
 }
 
+/* POST form to endpoint into h (set up here); the form, which may hold a
+ * secret, is freed as soon as it is sent. */
+static int
+oauth_send(const struct o365_oauth_opts *o, const char *auth, size_t alen, const char *host,
+    const char *endpoint, struct o365_buf *form, const struct o365_deadline *dl,
+    struct oauth_http *h, struct o365_error *err)
+{
+	int r;
+
+	if ((r = oauth_http_init(h, err)) != O365_OK)
+		return r;
+	r = oauth_post(o, auth, alen, host, endpoint, form, dl, h, err);
+	o365_buf_free(form);
+	return r;
+}
+
 int
 o365_oauth_token(const struct o365_oauth_opts *o, const struct o365_oauth_request *rq,
     const struct o365_deadline *dl, const struct o365_log *lg,
@@ -1098,10 +1121,10 @@ o365_oauth_token(const struct o365_oauth_opts *o, const struct o365_oauth_reques
 	struct o365_oauth_error oerr_local;
 	struct oauth_http h = { 0 };
 	struct o365_buf form;
-	const char *auth, *hostp;
+	const char *auth;
 	char host[OAUTH_MAX_AUTHORITY];
 	struct timespec t0;
-	size_t alen, hlen;
+	size_t alen;
 	int r;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -1116,19 +1139,15 @@ o365_oauth_token(const struct o365_oauth_opts *o, const struct o365_oauth_reques
 		r = o365_error_set(err, O365_E_INVAL, "oauth: no request or deadline");
 		goto out;
 	}
-	if ((r = oauth_check_opts(o, &auth, &alen, &hostp, &hlen, err)) != O365_OK)
+	if ((r = oauth_check_opts(o, &auth, &alen, host, sizeof(host), err)) != O365_OK)
 		goto out;
-	o365_sanitize(host, sizeof(host), hostp, hlen);
-	if ((r = oauth_build_token_form(o, rq, &form, err)) != O365_OK ||
-	    (r = oauth_http_init(&h, err)) != O365_OK)
+	if ((r = oauth_build_token_form(o, rq, &form, err)) != O365_OK)
 		goto out;
-	r = oauth_post(o, auth, alen, host, "token", &form, dl, &h, err);
-	/* the body held the password or a refresh token: gone as soon as it is sent */
-	o365_buf_free(&form);
+	/* the body holds the password or a refresh token: gone as soon as it is sent */
+	r = oauth_send(o, auth, alen, host, "token", &form, dl, &h, err);
 	if (r == O365_OK) {
 		r = o365_oauth_parse_token(h.status, h.body, h.len, tok_out, oerr, err);
-		oerr->retry_after = h.retry_after;
-		oauth_explain_proto(r, host, &h, err);
+		oauth_after_parse(r, host, &h, oerr, err);
 	}
 	oauth_log_result(lg, host, "token", oauth_grant_short(rq->grant), h.status, r, oerr, &t0);
 out:
@@ -1145,10 +1164,10 @@ o365_oauth_devicecode(const struct o365_oauth_opts *o, const char *scope,
 	struct o365_oauth_error oerr_local;
 	struct oauth_http h = { 0 };
 	struct o365_buf form;
-	const char *auth, *hostp;
+	const char *auth;
 	char host[OAUTH_MAX_AUTHORITY];
 	struct timespec t0;
-	size_t alen, hlen;
+	size_t alen;
 	int r;
 
 	clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -1162,9 +1181,8 @@ o365_oauth_devicecode(const struct o365_oauth_opts *o, const char *scope,
 		r = o365_error_set(err, O365_E_INVAL, "oauth: no deadline");
 		goto out;
 	}
-	if ((r = oauth_check_opts(o, &auth, &alen, &hostp, &hlen, err)) != O365_OK)
+	if ((r = oauth_check_opts(o, &auth, &alen, host, sizeof(host), err)) != O365_OK)
 		goto out;
-	o365_sanitize(host, sizeof(host), hostp, hlen);
 	if ((r = oauth_check_scope(scope, err)) != O365_OK)
 		goto out;
 	/* RFC 8628 3.1 */
@@ -1174,13 +1192,10 @@ o365_oauth_devicecode(const struct o365_oauth_opts *o, const char *scope,
 		    "oauth: cannot build the device code request");
 		goto out;
 	}
-	if ((r = oauth_http_init(&h, err)) != O365_OK)
-		goto out;
-	r = oauth_post(o, auth, alen, host, "devicecode", &form, dl, &h, err);
+	r = oauth_send(o, auth, alen, host, "devicecode", &form, dl, &h, err);
 	if (r == O365_OK) {
 		r = o365_oauth_parse_devicecode(h.status, h.body, h.len, out, oerr, err);
-		oerr->retry_after = h.retry_after;
-		oauth_explain_proto(r, host, &h, err);
+		oauth_after_parse(r, host, &h, oerr, err);
 	}
 	oauth_log_result(lg, host, "devicecode", "-", h.status, r, oerr, &t0);
 out:

@@ -16,25 +16,6 @@
 /* The largest input EVP_EncodeBlock/EVP_DecodeBlock take (int lengths). */
 #define SASL_B64_MAX_RAW	((size_t)(INT_MAX / 4 - 1) * 3)
 
-/* A secret of len bytes (+ NUL), uninitialised. */
-static int
-sasl_secret_new(size_t len, struct o365_secret **out)
-{
-	struct o365_secret *s;
-
-	*out = NULL;
-	if ((s = calloc(1, sizeof(*s))) == NULL)
-		return O365_E_NOMEM;
-	if ((s->data = malloc(len + 1)) == NULL) {
-		free(s);
-		return O365_E_NOMEM;
-	}
-	s->data[len] = '\0';
-	s->len = len;
-	*out = s;
-	return O365_OK;
-}
-
 int
 o365_base64_encode(const void *p, size_t n, struct o365_secret **out)
 {
@@ -45,7 +26,7 @@ o365_base64_encode(const void *p, size_t n, struct o365_secret **out)
 	if (n > SASL_B64_MAX_RAW)
 		return O365_E_TOOLONG;
 	olen = (n + 2) / 3 * 4;
-	if ((r = sasl_secret_new(olen, out)) != O365_OK)
+	if ((r = o365_secret_alloc(olen, out)) != O365_OK)
 		return r;
 	if (n > 0 && EVP_EncodeBlock((unsigned char *)(*out)->data, p, (int)n) != (int)olen) {
 		o365_secret_free(out);
@@ -92,7 +73,7 @@ o365_base64_decode(const char *s, size_t n, struct o365_secret **out)
 	if (n > SASL_B64_MAX_RAW)
 		return O365_E_TOOLONG;
 	if (n == 0)
-		return sasl_secret_new(0, out);
+		return o365_secret_alloc(0, out);
 	if (u[n - 1] == '=')
 		pad = u[n - 2] == '=' ? 2 : 1;
 	for (i = 0; i < n - pad; i++)
@@ -103,7 +84,7 @@ o365_base64_decode(const char *s, size_t n, struct o365_secret **out)
 	if ((pad == 1 && (v & 0x03) != 0) || (pad == 2 && (v & 0x0f) != 0))
 		return O365_E_PROTO;
 	olen = n / 4 * 3;
-	if ((r = sasl_secret_new(olen, &d)) != O365_OK)
+	if ((r = o365_secret_alloc(olen, &d)) != O365_OK)
 		return r;
 	if (EVP_DecodeBlock((unsigned char *)d->data, u, (int)n) != (int)olen) {
 		o365_secret_free(&d);

@@ -19,7 +19,7 @@ o365_cleanse(void *p, size_t n)
 }
 
 int
-o365_secret_dup(const char *p, size_t len, struct o365_secret **out)
+o365_secret_alloc(size_t len, struct o365_secret **out)
 {
 	struct o365_secret *s;
 
@@ -30,11 +30,21 @@ o365_secret_dup(const char *p, size_t len, struct o365_secret **out)
 		free(s);
 		return O365_E_NOMEM;
 	}
-	if (len > 0)
-		memcpy(s->data, p, len);
 	s->data[len] = '\0';
 	s->len = len;
 	*out = s;
+	return O365_OK;
+}
+
+int
+o365_secret_dup(const char *p, size_t len, struct o365_secret **out)
+{
+	int r;
+
+	if ((r = o365_secret_alloc(len, out)) != O365_OK)
+		return r;
+	if (len > 0)
+		memcpy((*out)->data, p, len);
 	return O365_OK;
 }
 

@@ -87,7 +87,8 @@ tok_check_cfg(const struct o365_tokstore_cfg *cfg, struct o365_error *err)
 		return r;
 	switch (cfg->grant) {
 	case O365_TOKSTORE_CLIENT_CREDENTIALS:
-		if (cfg->client_secret_file == NULL || *cfg->client_secret_file == '\0')
+		if (cfg->client_secret == NULL &&
+		    (cfg->client_secret_file == NULL || *cfg->client_secret_file == '\0'))
 			return o365_error_set(err, O365_E_CONFIG,
 			    "tokstore: the client credentials grant needs oauth.client_secret_file");
 		break;
@@ -502,12 +503,13 @@ tok_obtain(const struct o365_tokstore_cfg *cfg, const struct o365_deadline *dl,
 
 	*tok_out = NULL;
 	*rotated = 0;
-	if (cfg->client_secret_file != NULL && *cfg->client_secret_file != '\0' &&
+	if (cfg->client_secret == NULL && cfg->client_secret_file != NULL &&
+	    *cfg->client_secret_file != '\0' &&
 	    (r = o365_secret_read_file(cfg->client_secret_file, cfg->owner_uid, &csecret,
 	    err)) != O365_OK)
 		goto out;
 	rq.scope = tok_scope(cfg);
-	rq.client_secret = csecret;
+	rq.client_secret = cfg->client_secret != NULL ? cfg->client_secret : csecret;
 	if (cfg->grant == O365_TOKSTORE_CLIENT_CREDENTIALS) {
 		rq.grant = O365_GRANT_CLIENT_CREDENTIALS;
 	} else {
@@ -541,6 +543,21 @@ out:
 	return r;
 }
 
+/*
+ * The start of the calls that may talk to Entra ID: oerr and err (the
+ * caller's or its locals) reset, a deadline and a valid cfg required.
+ */
+static int
+tok_begin(const struct o365_tokstore_cfg *cfg, const struct o365_deadline *dl,
+    struct o365_oauth_error *oerr, struct o365_error *err)
+{
+	memset(oerr, 0, sizeof(*oerr));
+	o365_error_clear(err);
+	if (dl == NULL)
+		return o365_error_set(err, O365_E_INVAL, "tokstore: no deadline");
+	return tok_check_cfg(cfg, err);
+}
+
 int
 o365_tokstore_get(const struct o365_tokstore_cfg *cfg, int force_refresh,
     const struct o365_deadline *dl, const struct o365_log *lg,
@@ -561,14 +578,11 @@ o365_tokstore_get(const struct o365_tokstore_cfg *cfg, int force_refresh,
 		*expires_at_out = 0;
 	if (oerr == NULL)
 		oerr = &oerr_local;
-	memset(oerr, 0, sizeof(*oerr));
 	if (err == NULL)
 		err = &err_local;
-	o365_error_clear(err);
-	if (dl == NULL)
-		return o365_error_set(err, O365_E_INVAL, "tokstore: no deadline");
-	if ((r = tok_check_cfg(cfg, err)) != O365_OK ||
-	    (r = tok_check_dir(cfg->cache_dir, cfg->owner_uid, err)) != O365_OK ||
+	if ((r = tok_begin(cfg, dl, oerr, err)) != O365_OK)
+		return r;
+	if ((r = tok_check_dir(cfg->cache_dir, cfg->owner_uid, err)) != O365_OK ||
 	    (r = tok_lock(cfg, dl, &lockfd, err)) != O365_OK)
 		goto out;
 
@@ -653,7 +667,9 @@ o365_tokstore_status(const struct o365_tokstore_cfg *cfg, struct o365_tokstore_s
 	o365_secret_free(&s);
 	file = cfg->grant == O365_TOKSTORE_CLIENT_CREDENTIALS ? cfg->client_secret_file :
 	    cfg->refresh_token_file;
-	if (o365_secret_read_file(file, cfg->owner_uid, &s, &serr) == O365_OK) {
+	if (cfg->grant == O365_TOKSTORE_CLIENT_CREDENTIALS && cfg->client_secret != NULL) {
+		out->secret_ok = 1;	/* read by the caller already */
+	} else if (o365_secret_read_file(file, cfg->owner_uid, &s, &serr) == O365_OK) {
 		out->secret_ok = 1;
 	} else {
 		tok_copy(out->secret_why, sizeof(out->secret_why), serr.why);
@@ -696,13 +712,9 @@ o365_tokstore_device_login(const struct o365_tokstore_cfg *cfg,
 
 	if (oerr == NULL)
 		oerr = &oerr_local;
-	memset(oerr, 0, sizeof(*oerr));
 	if (err == NULL)
 		err = &err_local;
-	o365_error_clear(err);
-	if (dl == NULL)
-		return o365_error_set(err, O365_E_INVAL, "tokstore: no deadline");
-	if ((r = tok_check_cfg(cfg, err)) != O365_OK)
+	if ((r = tok_begin(cfg, dl, oerr, err)) != O365_OK)
 		return r;
 	if (cfg->grant != O365_TOKSTORE_REFRESH_TOKEN)
 		return o365_error_set(err, O365_E_CONFIG,
@@ -714,7 +726,8 @@ o365_tokstore_device_login(const struct o365_tokstore_cfg *cfg,
 	if (access(dir, W_OK) == -1)
 		return o365_error_set(err, O365_E_CONFIG,
 		    "tokstore: cannot write the refresh token into %s: %s", dir, strerror(errno));
-	if (cfg->client_secret_file != NULL && *cfg->client_secret_file != '\0' &&
+	if (cfg->client_secret == NULL && cfg->client_secret_file != NULL &&
+	    *cfg->client_secret_file != '\0' &&
 	    (r = o365_secret_read_file(cfg->client_secret_file, cfg->owner_uid, &csecret,
 	    err)) != O365_OK)
 		return r;
@@ -732,7 +745,7 @@ o365_tokstore_device_login(const struct o365_tokstore_cfg *cfg,
 	rq.grant = O365_GRANT_DEVICE_CODE;
 	rq.scope = tok_scope(cfg);
 	rq.device_code = dc->device_code;
-	rq.client_secret = csecret;
+	rq.client_secret = cfg->client_secret != NULL ? cfg->client_secret : csecret;
 	interval = dc->interval > 0 ? dc->interval : 5;
 	for (;;) {
 		/* RFC 8628 3.5: wait interval before each poll; stop at expires_in */

@@ -110,6 +110,8 @@ sm_args_parse(int argc, char *const argv[], struct sm_opts *o, char *why, size_t
 				o->mode = SM_MODE_FAILED;
 			} else if (strcmp(arg, "--check") == 0) {
 				o->mode = SM_MODE_CHECK;
+			} else if (strcmp(arg, "--oauth-login") == 0) {
+				o->mode = SM_MODE_OAUTH_LOGIN;
 			} else if (strcmp(arg, "--help") == 0) {
 				o->mode = SM_MODE_HELP;
 			} else if (strcmp(arg, "--version") == 0) {

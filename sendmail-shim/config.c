@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "flow.h"
+#include "xoauth.h"
 
 #define OFF(f) offsetof(struct sm_conf, f)
 
@@ -44,6 +45,12 @@ static const struct o365_conf_key sm_keys[] = {
 	    .def_i = SM_FLOW_DAY_RECIPIENTS, .min = 1, .max = 10000000 },
 	{ .path = "flow.max_recipients", .type = O365_CONF_INT, .off = OFF(flow_max_recipients),
 	    .def_i = SM_FLOW_MAX_RECIPIENTS, .min = 1, .max = SM_MAX_RCPTS },
+	{ .path = "oauth.authority", .type = O365_CONF_STR, .off = OFF(oauth_authority),
+	    .def_s = "https://login.microsoftonline.com" },
+	{ .path = "oauth.tenant", .type = O365_CONF_STR, .off = OFF(oauth_tenant) },
+	{ .path = "oauth.client_id", .type = O365_CONF_STR, .off = OFF(oauth_client_id) },
+	{ .path = "oauth.client_secret_file", .type = O365_CONF_STR, .off = OFF(oauth_client_secret_file) },
+	{ .path = "oauth.refresh_token_file", .type = O365_CONF_STR, .off = OFF(oauth_refresh_token_file) },
 };
 
 int
@@ -100,14 +107,15 @@ sm_conf_flow_limits(const struct sm_conf *c, struct sm_flow_limits *l)
 int
 sm_conf_check_relay(const struct sm_conf *c, struct o365_error *err)
 {
+	int r;
+
 	if (c->from_address == NULL || strchr(c->from_address, '@') == NULL)
 		return o365_error_set(err, O365_E_CONFIG,
 		    "from.address must be set to the relay mailbox (user@domain)");
 	if (c->auth_user == NULL || c->auth_user[0] == '\0')
 		return o365_error_set(err, O365_E_CONFIG, "auth.user must be set");
-	if (strcmp(c->auth_mechanism, "xoauth2") == 0)
-		return o365_error_set(err, O365_E_CONFIG,
-		    "auth.mechanism \"xoauth2\" is not yet supported by o365-sendmail");
+	if (sm_xoauth_enabled(c) && (r = sm_xoauth_check_conf(c, err)) != O365_OK)
+		return r;
 	if (c->queue_dir == NULL || c->queue_dir[0] != '/')
 		return o365_error_set(err, O365_E_CONFIG, "queue.dir must be an absolute path");
 	return O365_OK;

@@ -29,6 +29,11 @@ struct sm_conf {
 	int	 flow_per_minute;
 	int	 flow_day_recipients;
 	int	 flow_max_recipients;
+	char	*oauth_authority;	/* auth.mechanism "xoauth2" (xoauth.c) */
+	char	*oauth_tenant;
+	char	*oauth_client_id;
+	char	*oauth_client_secret_file;
+	char	*oauth_refresh_token_file;
 };
 
 int	sm_conf_load(const char *path, struct sm_conf *c, struct o365_error *err) O365_MUST_CHECK;

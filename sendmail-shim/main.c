@@ -30,6 +30,7 @@
 #include "control.h"
 #include "probe.h"
 #include "relay.h"
+#include "xoauth.h"
 #include "sm.h"
 
 #ifndef SM_CONF_PATH
@@ -102,7 +103,8 @@ usage(void)
 	    "  --retry ID|ALL    try at the next run, whatever the backoff\n"
 	    "  --delete ID|ALL   remove messages without a bounce (root)\n"
 	    "  --failed          list the messages in failed/ (root)\n"
-	    "  --probe           connect, show TLS and capabilities, try AUTH (root)\n", PROG);
+	    "  --probe           connect, show TLS and capabilities, try AUTH (root)\n"
+	    "  --oauth-login sign in once for auth.mechanism xoauth2 (root)\n", PROG);
 }
 
 static int
@@ -205,14 +207,74 @@ mode_init(struct ctx *x)
 		die_line("%s", err.why);
 		return exit_for(err.code);
 	}
-	printf("queue %s ready (incoming/ 1733, queue/ and failed/ 0700, owner %s)\n", dir,
+	if (sm_xoauth_init_state(dir, x->quid, x->qgid, &err) != O365_OK) {
+		die_line("%s", err.why);
+		return exit_for(err.code);
+	}
+	printf("queue %s ready (incoming/ 1733, queue/ failed/ state/ 0700, owner %s)\n", dir,
 	    x->c.queue_user);
 	/* what relaying will need: warnings, the tree is fine without them */
 	if (sm_conf_check_relay(&x->c, &err) != O365_OK)
 		printf("warning: %s\n", err.why);
+	else if (sm_xoauth_enabled(&x->c))
+		;	/* --check tells about the OAuth2 files */
 	else if (o365_secret_read_file(x->c.auth_password_file, 0, &s, &err) != O365_OK)
 		printf("warning: %s\n", err.why);
 	o365_secret_free(&s);
+	return EX_OK;
+}
+
+/* The OAuth2 identity and its token status to fp (root, queue user known). */
+static int
+oauth_status(struct ctx *x, FILE *fp)
+{
+	struct o365_error err;
+	struct o365_tls_opts tls;
+	struct sm_xoauth xo;
+	int r;
+
+	o365_error_clear(&err);
+	if ((r = sm_xoauth_tls(&x->c, &tls, &err)) == O365_OK &&
+	    (r = sm_xoauth_init(&xo, &x->c, &tls, x->quid, 1, &err)) == O365_OK) {
+		r = sm_xoauth_print_status(&xo, fp, &err);
+		sm_xoauth_free(&xo);
+	}
+	if (r != O365_OK)
+		die_line("%s", err.why);
+	return r;
+}
+
+static int
+mode_oauth_login(struct ctx *x)
+{
+	struct o365_error err;
+	struct o365_oauth_error oerr;
+	struct o365_tls_opts tls;
+	struct sm_xoauth xo;
+	int rc, r;
+
+	if ((rc = need_root("--oauth-login")) != EX_OK || (rc = need_quser(x)) != EX_OK)
+		return rc;
+	o365_error_clear(&err);
+	if (!sm_xoauth_enabled(&x->c) || x->c.oauth_refresh_token_file == NULL) {
+		die_line("--oauth-login needs auth.mechanism \"xoauth2\" and oauth.refresh_token_file");
+		return EX_CONFIG;
+	}
+	if ((r = sm_conf_check_relay(&x->c, &err)) != O365_OK ||
+	    (r = sm_xoauth_tls(&x->c, &tls, &err)) != O365_OK ||
+	    (r = sm_xoauth_init(&xo, &x->c, &tls, x->quid, 1, &err)) != O365_OK) {
+		die_line("%s", err.why);
+		return EX_CONFIG;
+	}
+	printf("signing in %s (tenant %s, app %s) with the device code flow\n", x->c.auth_user,
+	    x->c.oauth_tenant, x->c.oauth_client_id);
+	fflush(stdout);
+	r = sm_xoauth_login(&xo, x->qgid, stdout, &x->lg, &oerr, &err);
+	sm_xoauth_free(&xo);
+	if (r != O365_OK) {
+		die_line("--oauth-login: %s", err.why);
+		return r == O365_E_CONFIG ? EX_CONFIG : r == O365_E_AUTH ? EX_NOPERM : EX_TEMPFAIL;
+	}
 	return EX_OK;
 }
 
@@ -226,6 +288,19 @@ mode_check(struct ctx *x)
 	if ((rc = need_root("--check")) != EX_OK)
 		return rc;
 	o365_error_clear(&err);
+	if (sm_xoauth_enabled(&x->c)) {
+		if (sm_conf_check_relay(&x->c, &err) != O365_OK) {
+			die_line("%s", err.why);
+			return EX_CONFIG;
+		}
+		if ((rc = need_quser(x)) != EX_OK)
+			return rc;
+		if (oauth_status(x, stdout) != O365_OK)
+			return EX_CONFIG;
+		printf("config ok: relay %s:%d as %s (xoauth2), queue %s\n", x->c.smtp_host,
+		    x->c.smtp_port, x->c.auth_user, x->c.queue_dir);
+		return EX_OK;
+	}
 	if (sm_conf_check_relay(&x->c, &err) != O365_OK ||
 	    o365_secret_read_file(x->c.auth_password_file, 0, &s, &err) != O365_OK ||
 	    o365_credential_check(s->data, s->len, "password", &err) != O365_OK) {
@@ -265,6 +340,12 @@ run_now(struct ctx *x, const char *only_id, int force, int quiet)
 	run.only_id = only_id;
 	r = sm_run_queue(&run, &err);
 	sm_queue_close(&q);
+	if (r != O365_OK && run.held) {
+		/* the alert (LOG_ALERT) said what to fix: one line, not two */
+		if (!quiet)
+			die_line("queue held: messages stay queued; see the alert in the mail log");
+		return EX_TEMPFAIL;
+	}
 	if (r != O365_OK) {
 		if (!quiet)
 			die_line("queue run: %s", err.why);
@@ -725,7 +806,8 @@ mode_probe(struct ctx *x)
 	memset(&po, 0, sizeof(po));
 	if (sm_conf_check_relay(&x->c, &err) != O365_OK ||
 	    o365_tls_version_parse(x->c.tls_min_version, &tls.min_version) != O365_OK ||
-	    o365_secret_read_file(x->c.auth_password_file, 0, &s, &err) != O365_OK) {
+	    (!sm_xoauth_enabled(&x->c) &&
+	    o365_secret_read_file(x->c.auth_password_file, 0, &s, &err) != O365_OK)) {
 		die_line("%s", err.why[0] != '\0' ? err.why : "tls.min_version");
 		return EX_CONFIG;
 	}
@@ -741,10 +823,12 @@ mode_probe(struct ctx *x)
 	po.tls = &tls;
 	po.helo = helo;
 	po.timeout_ms = (unsigned)x->c.smtp_timeout * 1000u;
-	po.auth_user = x->c.auth_user;
-	po.auth_mech = o365_sasl_mech_parse(x->c.auth_mechanism);
-	po.secret = s->data;
-	po.secretlen = s->len;
+	if (s != NULL) {	/* xoauth2: connection and TLS only (no token here yet) */
+		po.auth_user = x->c.auth_user;
+		po.auth_mech = o365_sasl_mech_parse(x->c.auth_mechanism);
+		po.secret = s->data;
+		po.secretlen = s->len;
+	}
 	r = sm_probe(&po, stdout, &err);
 	fflush(stdout);
 	o365_secret_free(&s);
@@ -854,8 +938,11 @@ main(int argc, char **argv)
 		rc = mode_verify(&x);
 		break;
 	case SM_MODE_RUNQ:
-		if ((rc = need_root("-q")) == EX_OK && (rc = need_quser(&x)) == EX_OK)
+		if ((rc = need_root("-q")) == EX_OK && (rc = need_quser(&x)) == EX_OK) {
+			if (x.o.verbose && sm_xoauth_enabled(&x.c))
+				(void)oauth_status(&x, stderr);
 			rc = run_now(&x, NULL, x.o.force, 0);
+		}
 		break;
 	case SM_MODE_INIT:
 		rc = mode_init(&x);
@@ -869,6 +956,9 @@ main(int argc, char **argv)
 	case SM_MODE_CONTROL:
 	case SM_MODE_FAILED:
 		rc = mode_control(&x);
+		break;
+	case SM_MODE_OAUTH_LOGIN:
+		rc = mode_oauth_login(&x);
 		break;
 	case SM_MODE_SMTP:
 		rc = mode_smtp(&x);

@@ -28,6 +28,7 @@
 #include "flow.h"
 #include "relay.h"
 #include "replies.h"
+#include "xoauth.h"
 
 
 int
@@ -54,6 +55,8 @@ struct session {
 	int			 need_rset;	/* a transaction completed: RSET before the next */
 	int			 stop;		/* leave the rest of the queue for a later run */
 	char			 down[1200];	/* why no session could be opened in this run */
+	struct sm_xoauth	*xo;		/* auth.mechanism "xoauth2" */
+	char			 held[1200];	/* the token was refused for good: the alert */
 };
 
 /* A one-line record of one attempt for syslog (never a secret). */
@@ -79,6 +82,57 @@ log_attempt(const struct sm_run *run, const struct sm_env *e, const char *status
 	    (long long)time(NULL) - e->created, e->attempts, status, clean);
 }
 
+static int
+session_connect(struct sm_run *run, struct session *ss, const struct o365_deadline *dl,
+    struct o365_error *err)
+{
+	int r;
+
+	if ((r = o365_smtp_connect(&ss->so, dl, run->lg, &ss->s, err)) != O365_OK)
+		return r;
+	if (!(o365_smtp_caps(ss->s)->auth & (unsigned)ss->mech)) {
+		r = o365_error_set(err, O365_E_AUTH, "the server does not offer AUTH %s",
+		    o365_sasl_mech_name(ss->mech));
+		o365_smtp_quit(&ss->s, dl);
+		return r;
+	}
+	return O365_OK;
+}
+
+/*
+ * XOAUTH2: a refused token gets one forced refresh and one retry on a new
+ * connection; refused again (or the token endpoint wants the admin) the
+ * queue is held: ss->held is the one LOG_ALERT line.
+ */
+static int
+session_xoauth(struct sm_run *run, struct session *ss, struct o365_deadline *dl,
+    struct o365_error *err)
+{
+	struct o365_oauth_error oerr;
+	int r, fromep = 0;
+
+	r = sm_xoauth_auth(ss->xo, ss->s, 0, dl, run->lg, &fromep, &oerr, err);
+	if (r != O365_OK && !fromep && sm_xoauth_refused(err)) {
+		o365_log(run->lg, LOG_NOTICE, "xoauth2: %s: token refused (%d %s): refreshing it once",
+		    run->conf->auth_user, err->reply, err->enhanced);
+		o365_smtp_quit(&ss->s, dl);
+		o365_deadline_in(dl, (unsigned)run->conf->smtp_timeout * 1000u);
+		if ((r = session_connect(run, ss, dl, err)) != O365_OK)
+			return r;
+		r = sm_xoauth_auth(ss->xo, ss->s, 1, dl, run->lg, &fromep, &oerr, err);
+	}
+	if (r == O365_OK)
+		return O365_OK;
+	if (fromep ? sm_xoauth_needs_admin(r) : sm_xoauth_refused(err)) {
+		sm_xoauth_alert_text(ss->xo, fromep, r, &oerr, err, ss->held, sizeof(ss->held));
+		o365_log(run->lg, LOG_ALERT, "%s", ss->held);
+	} else if (fromep) {
+		r = o365_error_set(err, r, "token endpoint: %s", err->why);
+	}
+	o365_smtp_quit(&ss->s, dl);
+	return r;
+}
+
 /* Connect and authenticate; *stage says where a failure came. */
 static int
 session_open(struct sm_run *run, struct session *ss, const struct o365_secret *pw,
@@ -89,15 +143,14 @@ session_open(struct sm_run *run, struct session *ss, const struct o365_secret *p
 
 	*stage = SM_STAGE_CONNECT;
 	o365_deadline_in(&dl, (unsigned)run->conf->smtp_timeout * 1000u);
-	if ((r = o365_smtp_connect(&ss->so, &dl, run->lg, &ss->s, err)) != O365_OK)
-		return r;
-	*stage = SM_STAGE_AUTH;
-	if (!(o365_smtp_caps(ss->s)->auth & (unsigned)ss->mech)) {
-		r = o365_error_set(err, O365_E_AUTH, "the server does not offer AUTH %s",
-		    o365_sasl_mech_name(ss->mech));
-		o365_smtp_quit(&ss->s, &dl);
+	if ((r = session_connect(run, ss, &dl, err)) != O365_OK) {
+		if (r == O365_E_AUTH)
+			*stage = SM_STAGE_AUTH;	/* AUTH not offered */
 		return r;
 	}
+	*stage = SM_STAGE_AUTH;
+	if (ss->xo != NULL)
+		return session_xoauth(run, ss, &dl, err);
 	if ((r = o365_smtp_auth(ss->s, ss->mech, run->conf->auth_user, pw->data, pw->len, &dl,
 	    err)) != O365_OK) {
 		o365_smtp_quit(&ss->s, &dl);
@@ -261,7 +314,7 @@ act(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 		log_attempt(run, e, "held", why);
 		o365_log(run->lg, LOG_WARNING, "%s: held (%s): %s", e->id, rule->name, rule->advice);
 		save_env(run, e);
-		run->held++;
+		run->held_msgs++;
 		copy_capped(run->last_status, sizeof(run->last_status), "held: ", why);
 		break;
 	case SM_ACT_WAIT_QUOTA:
@@ -470,6 +523,14 @@ deliver(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 		}
 		if ((r = session_open(run, ss, pw, &stage, &err)) != O365_OK) {
 			sm_flow_slot_release(ss->flow);
+			if (ss->held[0] != '\0') {
+				/* xoauth2: the admin must act (alert logged); not this
+				 * message's fault, not counted; the rest stays queued */
+				log_attempt(run, e, "held", "queue held: the relay token was refused");
+				copy_capped(run->last_status, sizeof(run->last_status), "held: ", ss->held);
+				ss->stop = 1;
+				return O365_E_AUTH;
+			}
 			reply_text(why, sizeof(why), &err);
 			rule = sm_reply_classify_error(&err, stage);
 			e->attempts++;
@@ -602,6 +663,7 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 {
 	struct o365_secret *pw = NULL;
 	struct o365_deadline dl;
+	struct sm_xoauth xo;
 	struct session ss;
 	struct sm_env e;
 	struct o365_error e2;
@@ -612,6 +674,7 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 
 	memset(&ss, 0, sizeof(ss));
 	memset(&e, 0, sizeof(e));
+	memset(&xo, 0, sizeof(xo));
 	if (geteuid() != 0 && geteuid() != run->q->quid)
 		return o365_error_set(err, O365_E_CONFIG, "the queue runner must start as root");
 	if ((r = sm_conf_check_relay(run->conf, err)) != O365_OK)
@@ -627,8 +690,17 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 			return r;
 	}
 	/* read as root, then never root again */
-	if ((r = o365_secret_read_file(run->conf->auth_password_file, 0, &pw, err)) != O365_OK)
+	if (sm_xoauth_enabled(run->conf)) {
+		if ((r = sm_xoauth_init(&xo, run->conf, &ss.tls, run->q->quid, 1, err)) != O365_OK) {
+			/* nothing was tried: the queue is held until the admin fixes it */
+			o365_log(run->lg, LOG_ALERT, "queue held: %s", err->why);
+			run->held = 1;
+			goto out;
+		}
+		ss.xo = &xo;
+	} else if ((r = o365_secret_read_file(run->conf->auth_password_file, 0, &pw, err)) != O365_OK) {
 		return r;
+	}
 	if ((r = sm_drop_privileges(run->q->quid, run->q->qgid, err)) != O365_OK)
 		goto out;
 	sm_conf_flow_limits(run->conf, &ss.lim);
@@ -661,7 +733,7 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 	ss.so.tls = &ss.tls;
 	ss.so.helo = helo;
 	ss.mech = o365_sasl_mech_parse(run->conf->auth_mechanism);
-	if (ss.mech == 0 || ss.mech == O365_SASL_XOAUTH2) {
+	if (ss.mech == 0 || (ss.mech == O365_SASL_XOAUTH2) != (ss.xo != NULL)) {
 		r = o365_error_set(err, O365_E_CONFIG, "auth.mechanism %s not supported",
 		    run->conf->auth_mechanism);
 		goto out;
@@ -697,6 +769,10 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 		 * one that could not be opened at all marks the rest deferred */
 	}
 	r = O365_OK;
+	if (ss.held[0] != '\0') {
+		run->held = 1;
+		r = o365_error_set(err, O365_E_AUTH, "%s", ss.held);
+	}
 out:
 	if (ss.s != NULL) {
 		o365_deadline_in(&dl, 2000);
@@ -705,5 +781,6 @@ out:
 	sm_flow_close(&ss.flow);
 	sm_queue_list_free(ids, n);
 	o365_secret_free(&pw);
+	sm_xoauth_free(&xo);
 	return r;
 }

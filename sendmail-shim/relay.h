@@ -13,7 +13,9 @@ struct sm_run {
 	int			 force;		/* -q: ignore the backoff */
 	const char		*only_id;	/* -odi: just this message */
 	/* results */
-	int			 sent, deferred, failed, held;
+	int			 sent, deferred, failed;
+	int			 held;		/* xoauth2 token refused: queue held, alert logged */
+	int			 held_msgs;	/* messages put on hold (SendAsDenied) */
 	char			 last_status[600];	/* -odi: what happened to only_id */
 };
 

@@ -41,6 +41,7 @@ enum sm_mode {
 	SM_MODE_NEWALIASES,	/* -bi, newaliases: nothing to build */
 	SM_MODE_INIT,		/* --init [DIR] */
 	SM_MODE_CHECK,		/* --check */
+	SM_MODE_OAUTH_LOGIN,	/* --oauth-login: device code sign-in (xoauth.c) */
 	SM_MODE_HELP,
 	SM_MODE_VERSION,
 	SM_MODE_CONTROL,	/* --hold, --release, --delete, --retry ID|ALL */

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "fakeserver.h"
+#include "testutil.h"
 
 #define FAKE_MAX_ARGS	40
 #define FAKE_MAX_TRANSCRIPT	(4 * 1024 * 1024)
@@ -154,25 +155,12 @@ o365_fake_stop(struct o365_fake *f)
 int
 o365_fake_make_pki(char *dir_out, size_t size)
 {
-	char script[300];
-	char *argv[] = { "/bin/bash", script, dir_out, NULL };
-	struct o365_proc p;
-	int status;
-
-	if (o365_test_tmpdir(dir_out, size) != 0 ||
-	    o365_test_src("tests/fake/mkcerts.sh", script, sizeof(script)) == NULL)
+	if (o365_test_tmpdir(dir_out, size) != 0)
 		return -1;
-	if (o365_proc_start(&p, argv, 0, 0) != 0)
-		goto fail;
-	if (o365_proc_wait(&p, 60000, &status) != 0) {
-		(void)o365_proc_stop(&p, 500);
-		goto fail;
+	if (o365_test_mkcerts(dir_out) != 0) {
+		o365_test_rmtree(dir_out);
+		dir_out[0] = '\0';
+		return -1;
 	}
-	if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-		goto fail;
 	return 0;
-fail:
-	o365_test_rmtree(dir_out);
-	dir_out[0] = '\0';
-	return -1;
 }

@@ -22,6 +22,7 @@
 #include "o365/limits.h"
 #include "fakeserver.h"
 #include "spawn.h"
+#include "testutil.h"
 
 static struct o365_deadline
 in_ms(unsigned int ms)
@@ -50,43 +51,6 @@ pair_conn(int *peer_out)
 	assert_int_equal(o365_conn_from_fd(sv[0], &c, &err), O365_OK);
 	*peer_out = sv[1];
 	return c;
-}
-
-/* A bound TCP socket on 127.0.0.1; listening or not. */
-static int
-tcp_socket(int do_listen, unsigned int *port_out)
-{
-	struct sockaddr_in sin;
-	socklen_t sl = sizeof(sin);
-	int fd;
-
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(fd >= 0);
-	memset(&sin, 0, sizeof(sin));
-	sin.sin_family = AF_INET;
-	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sin, sizeof(sin)), 0);
-	if (do_listen)
-		assert_int_equal(listen(fd, 4), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sin, &sl), 0);
-	*port_out = ntohs(sin.sin_port);
-	return fd;
-}
-
-static int
-have_ipv6_loopback(void)
-{
-	struct sockaddr_in6 s6;
-	int fd, ok;
-
-	if ((fd = socket(AF_INET6, SOCK_STREAM, 0)) == -1)
-		return 0;
-	memset(&s6, 0, sizeof(s6));
-	s6.sin6_family = AF_INET6;
-	s6.sin6_addr = in6addr_loopback;
-	ok = bind(fd, (struct sockaddr *)&s6, sizeof(s6)) == 0;
-	close(fd);
-	return ok;
 }
 
 /* Start the fake server (plain) and connect to it on host. */
@@ -145,7 +109,8 @@ connect_to_closed_port_is_net(void **state)
 	int fd;
 
 	(void)state;
-	fd = tcp_socket(0, &port);	/* bound, not listening: refused */
+	fd = o365_test_tcp_socket(0, &port);	/* bound, not listening: refused */
+	assert_true(fd >= 0);
 	assert_int_equal(o365_conn_connect("127.0.0.1", port, &dl, NULL, &c, &err), O365_E_NET);
 	assert_null(c);
 	assert_int_equal(err.code, O365_E_NET);
@@ -179,7 +144,8 @@ silent_listener_times_out(void **state)
 	int lfd;
 
 	(void)state;
-	lfd = tcp_socket(1, &port);	/* the kernel accepts; nobody answers */
+	lfd = o365_test_tcp_socket(1, &port);	/* the kernel accepts; nobody answers */
+	assert_true(lfd >= 0);
 	assert_int_equal(o365_conn_connect("127.0.0.1", port, &dl, NULL, &c, &err), O365_OK);
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	assert_int_equal(getline_err(c, 100, 300, &err), O365_E_TIMEOUT);
@@ -200,7 +166,7 @@ ipv6_loopback_connects(void **state)
 	char *t;
 
 	(void)state;
-	if (!have_ipv6_loopback())
+	if (!o365_test_have_ipv6_loopback())
 		skip();
 	c = fake_conn(&f, "S: * OK v6\n", "::1", "::1");
 	expect_getline(c, 100, 5000, "* OK v6");
@@ -247,7 +213,7 @@ localhost_tries_every_address(void **state)
 
 	(void)state;
 	for (i = 0; i < 2; i++) {
-		if (!resolves_to("localhost", afs[i]) || (afs[i] == AF_INET6 && !have_ipv6_loopback()))
+		if (!resolves_to("localhost", afs[i]) || (afs[i] == AF_INET6 && !o365_test_have_ipv6_loopback()))
 			continue;
 		c = fake_conn(&f, "S: * OK here\n", "localhost", fams[i]);
 		expect_getline(c, 100, 5000, "* OK here");
@@ -346,7 +312,7 @@ every_address_is_tried_until_one_answers(void **state)
 	assert_true((size_t)snprintf(hosts, sizeof(hosts), "%s/hosts", f.dir) < sizeof(hosts));
 	assert_non_null(fp = fopen(hosts, "w"));
 	fprintf(fp, "%s127.0.0.2 multi.test\n127.0.0.1 multi.test\n",
-	    have_ipv6_loopback() ? "::1 multi.test\n" : "");
+	    o365_test_have_ipv6_loopback() ? "::1 multi.test\n" : "");
 	assert_int_equal(fclose(fp), 0);
 	snprintf(port, sizeof(port), "%d", f.port);
 	/* only the child sees these */
@@ -359,7 +325,7 @@ every_address_is_tried_until_one_answers(void **state)
 	assert_int_equal(o365_proc_wait(&p, 20000, &status), 0);
 	assert_true(WIFEXITED(status));
 	/* 127.0.0.2, then 127.0.0.1; ::1 first unless AI_ADDRCONFIG dropped it */
-	assert_in_range(WEXITSTATUS(status), 2, have_ipv6_loopback() ? 3 : 2);
+	assert_in_range(WEXITSTATUS(status), 2, o365_test_have_ipv6_loopback() ? 3 : 2);
 	t = o365_fake_finish(&f, 5000);
 	assert_non_null(t);
 	assert_string_equal(t, "EOF\n");

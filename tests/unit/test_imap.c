@@ -23,6 +23,7 @@
 #include "o365/conn.h"
 #include "o365/imap.h"
 #include "o365/limits.h"
+#include "testutil.h"
 
 /* ------------------------------------------------------------------ */
 /* parser                                                              */
@@ -210,39 +211,19 @@ parse_respects_length(void **state)
 /* a log sink that keeps everything                                    */
 /* ------------------------------------------------------------------ */
 
-struct capture {
-	char	buf[1 << 18];
-	size_t	len;
-	int	lines;
-};
+static struct o365_test_capture cap;
 
-static struct capture cap;
-
-static void
-capture_sink(void *ctx, int prio, const char *msg)
-{
-	struct capture *c = ctx;
-	size_t n = strlen(msg);
-
-	(void)prio;
-	if (c->len + n + 2 > sizeof(c->buf))
-		fail_msg("log capture full");
-	memcpy(c->buf + c->len, msg, n);
-	c->len += n;
-	c->buf[c->len++] = '\n';
-	c->buf[c->len] = '\0';
-	c->lines++;
-}
-
-static const struct o365_log test_log = { capture_sink, &cap, 1 };
+static const struct o365_log test_log = { o365_test_capture_sink, &cap, 1 };
 
 static void
 assert_not_logged(const char *secret, size_t n)
 {
+	if (cap.dropped != 0)
+		fail_msg("log capture full");
 	if (n == 0)
 		return;
-	if (memmem(cap.buf, cap.len, secret, n) != NULL)
-		fail_msg("a secret reached the log:\n%s", cap.buf);
+	if (memmem(cap.text, cap.len, secret, n) != NULL)
+		fail_msg("a secret reached the log:\n%s", cap.text);
 }
 
 /* ------------------------------------------------------------------ */
@@ -498,8 +479,8 @@ login_sends_exact_lines(void **state)
 		assert_string_equal(run_finish(&r), lc->sent);
 		assert_false(r.peer.failed);
 		assert_not_logged(lc->pass, strlen(lc->pass));
-		assert_non_null(strstr(cap.buf, "A001 LOGIN"));
-		assert_non_null(strstr(cap.buf, "<secret>"));
+		assert_non_null(strstr(cap.text, "A001 LOGIN"));
+		assert_non_null(strstr(cap.text, "<secret>"));
 		run_free(&r);
 	}
 }
@@ -948,7 +929,7 @@ exchange_login_failed_then_bye(void **state)
 	assert_string_equal(run_finish(&r), "A001 CAPABILITY\r\n"
 	    "A002 LOGIN \"alice@contoso.com\" \"MARKER-exo-pw\"\r\n");
 	assert_not_logged("MARKER-exo-pw", 13);
-	assert_non_null(strstr(cap.buf, "C: A002 LOGIN \"alice@contoso.com\" <secret>"));
+	assert_non_null(strstr(cap.text, "C: A002 LOGIN \"alice@contoso.com\" <secret>"));
 	run_free(&r);
 }
 
@@ -1147,7 +1128,7 @@ plain_flows(void **state)
 	assert_string_equal(r.peer.got, want);
 	assert_not_logged(blob, strlen(blob));
 	assert_not_logged("MARKER", 6);
-	assert_non_null(strstr(cap.buf, "C: A001 AUTHENTICATE PLAIN <secret>"));
+	assert_non_null(strstr(cap.text, "C: A001 AUTHENTICATE PLAIN <secret>"));
 	free(want);
 	run_free(&r);
 
@@ -1290,9 +1271,9 @@ session_tags_advance(void **state)
 	assert_string_equal(run_finish(&r), "A001 CAPABILITY\r\nA002 LOGIN {7+}\r\n" UTF8USR
 	    " {10+}\r\nMARKER-\xe2\x82\xac\r\nA003 LOGOUT\r\n");
 	assert_not_logged("MARKER", 6);
-	assert_non_null(strstr(cap.buf, "C: A003 LOGOUT"));
-	assert_non_null(strstr(cap.buf, "S: * BYE out"));
-	assert_non_null(strstr(cap.buf, "imap: not authenticated -> authenticated"));
+	assert_non_null(strstr(cap.text, "C: A003 LOGOUT"));
+	assert_non_null(strstr(cap.text, "S: * BYE out"));
+	assert_non_null(strstr(cap.text, "imap: not authenticated -> authenticated"));
 	run_free(&r);
 }
 

@@ -24,6 +24,7 @@
 #include "o365/imap.h"
 #include "o365/limits.h"
 #include "spawn.h"
+#include "testutil.h"
 
 #define MAX_USERS	32
 
@@ -49,30 +50,16 @@ static struct env env;
 
 /* ---- a capture sink: no password may ever reach it ---- */
 
-static char logbuf[1 << 20];
-static size_t loglen;
+static struct o365_test_capture cap;
 
-static void
-capture_sink(void *ctx, int prio, const char *msg)
-{
-	size_t n = strlen(msg);
-
-	(void)ctx;
-	(void)prio;
-	if (loglen + n + 2 > sizeof(logbuf))
-		loglen = 0;	/* keep going; each test checks its own lines */
-	memcpy(logbuf + loglen, msg, n);
-	loglen += n;
-	logbuf[loglen++] = '\n';
-	logbuf[loglen] = '\0';
-}
-
-static const struct o365_log test_log = { capture_sink, NULL, 1 };
+static const struct o365_log test_log = { o365_test_capture_sink, &cap, 1 };
 
 static void
 assert_not_logged(const char *secret)
 {
-	if (memmem(logbuf, loglen, secret, strlen(secret)) != NULL)
+	if (cap.dropped != 0)
+		fail_msg("log capture full");
+	if (memmem(cap.text, cap.len, secret, strlen(secret)) != NULL)
 		fail_msg("a password reached the log");
 }
 

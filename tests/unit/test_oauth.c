@@ -24,6 +24,7 @@
 #include "o365/limits.h"
 #include "o365/oauth.h"
 #include "spawn.h"
+#include "testutil.h"
 
 /* ------------------------------------------------------------------------ */
 /* parser tests                                                             */
@@ -448,44 +449,13 @@ struct fixture {
 
 static struct fixture fx;
 
-struct capture {
-	char	buf[256 * 1024];
-	size_t	len;
-};
-
-static void
-capture_fn(void *ctx, int prio, const char *msg)
-{
-	struct capture *c = ctx;
-	size_t n = strlen(msg);
-
-	(void)prio;
-	if (n + 1 < sizeof(c->buf) - c->len) {
-		memcpy(c->buf + c->len, msg, n);
-		c->len += n;
-		c->buf[c->len++] = '\n';
-		c->buf[c->len] = '\0';
-	}
-}
-
-static void
-path_join(char *dst, size_t sz, const char *a, const char *b)
-{
-	assert_true((size_t)snprintf(dst, sz, "%s/%s", a, b) < sz);
-}
-
 static void
 write_file(const char *dir, const char *name, const char *text)
 {
-	char tmp[512], path[512];
-	FILE *f;
+	char path[512];
 
-	path_join(path, sizeof(path), dir, name);
-	assert_true((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) < sizeof(tmp));
-	assert_non_null(f = fopen(tmp, "w"));
-	assert_int_equal(fputs(text, f) >= 0, 1);
-	assert_int_equal(fclose(f), 0);
-	assert_int_equal(rename(tmp, path), 0);	/* the fake never reads half a file */
+	o365_test_path_join(path, sizeof(path), dir, name);
+	assert_int_equal(o365_test_write_file(path, text, 0644), 0);
 }
 
 static void
@@ -566,12 +536,8 @@ make_password(char *p, size_t target)
 static int
 live_setup(void **state)
 {
-	char script[512], fake[512];
-	char *mk[] = { "bash", script, fx.pki, NULL };
-	char *srv[] = { "/usr/bin/python3", fake, "--cert", NULL, "--state", fx.state,
-	    "--lifetime", "300", NULL };
-	char certprefix[320], hashed[400];
 	char *rehash[] = { "openssl", "rehash", fx.cadir, NULL };
+	char hashed[400];
 	struct o365_proc p;
 	int status;
 
@@ -581,24 +547,15 @@ live_setup(void **state)
 	make_password(fx.password, 500);
 	if (o365_test_tmpdir(fx.dir, sizeof(fx.dir)) != 0)
 		return -1;
-	path_join(fx.pki, sizeof(fx.pki), fx.dir, "pki");
-	path_join(fx.state, sizeof(fx.state), fx.dir, "state");
-	path_join(fx.cafile, sizeof(fx.cafile), fx.pki, "ca.pem");
-	path_join(fx.keylog, sizeof(fx.keylog), fx.dir, "keylog.txt");
-	path_join(fx.cadir, sizeof(fx.cadir), fx.dir, "cadir");
-	path_join(fx.otherca, sizeof(fx.otherca), fx.pki, "other-ca.pem");
-	path_join(hashed, sizeof(hashed), fx.cadir, "ca.pem");
-	path_join(certprefix, sizeof(certprefix), fx.pki, "server");
-	srv[3] = certprefix;
-	if (mkdir(fx.state, 0700) != 0)
+	o365_test_path_join(fx.pki, sizeof(fx.pki), fx.dir, "pki");
+	o365_test_path_join(fx.state, sizeof(fx.state), fx.dir, "state");
+	o365_test_path_join(fx.cafile, sizeof(fx.cafile), fx.pki, "ca.pem");
+	o365_test_path_join(fx.keylog, sizeof(fx.keylog), fx.dir, "keylog.txt");
+	o365_test_path_join(fx.cadir, sizeof(fx.cadir), fx.dir, "cadir");
+	o365_test_path_join(fx.otherca, sizeof(fx.otherca), fx.pki, "other-ca.pem");
+	o365_test_path_join(hashed, sizeof(hashed), fx.cadir, "ca.pem");
+	if (mkdir(fx.state, 0700) != 0 || o365_test_mkcerts(fx.pki) != 0)
 		return -1;
-	o365_test_src("tests/fake/mkcerts.sh", script, sizeof(script));
-	o365_test_src("tests/fake/fake_token.py", fake, sizeof(fake));
-	if (o365_proc_start(&p, mk, 0, 0) != 0 || o365_proc_wait(&p, 60000, &status) != 0 ||
-	    status != 0) {
-		fprintf(stderr, "mkcerts.sh failed\n");
-		return -1;
-	}
 	/* a hashed CA directory holding only the test CA */
 	if (mkdir(fx.cadir, 0700) != 0 || symlink(fx.cafile, hashed) != 0 ||
 	    o365_proc_start(&p, rehash, 0, 0) != 0 || o365_proc_wait(&p, 30000, &status) != 0 ||
@@ -607,10 +564,8 @@ live_setup(void **state)
 		return -1;
 	}
 	set_conf("normal", 1);
-	if (o365_proc_start(&fx.proc, srv, 1, 20000) != 0) {
-		fprintf(stderr, "fake_token.py did not start\n");
+	if (o365_test_fake_token_start(&fx.proc, fx.pki, fx.state) != 0)
 		return -1;
-	}
 	snprintf(fx.authority, sizeof(fx.authority), "https://127.0.0.1:%d", fx.proc.port);
 	/*
 	 * libcurl reads SSLKEYLOGFILE once, at its initialisation (our first
@@ -684,7 +639,7 @@ last_request(void)
 	char path[512], line[65536], last[65536] = "";
 	FILE *f;
 
-	path_join(path, sizeof(path), fx.state, "requests.log");
+	o365_test_path_join(path, sizeof(path), fx.state, "requests.log");
 	if ((f = fopen(path, "r")) == NULL)
 		return NULL;
 	while (fgets(line, sizeof(line), f) != NULL)
@@ -696,17 +651,10 @@ last_request(void)
 static int
 request_count(void)
 {
-	char path[512], line[65536];
-	int n = 0;
-	FILE *f;
+	char path[512];
 
-	path_join(path, sizeof(path), fx.state, "requests.log");
-	if ((f = fopen(path, "r")) == NULL)
-		return 0;
-	while (fgets(line, sizeof(line), f) != NULL)
-		n++;
-	fclose(f);
-	return n;
+	o365_test_path_join(path, sizeof(path), fx.state, "requests.log");
+	return o365_test_count_lines(path);
 }
 
 static const char *
@@ -1232,18 +1180,18 @@ live_device_code_states(void **state)
 }
 
 static void
-assert_not_in(const struct capture *c, const char *secret_text, size_t len)
+assert_not_in(const struct o365_test_capture *c, const char *secret_text, size_t len)
 {
 	assert_true(len >= 8);
-	if (memmem(c->buf, c->len, secret_text, len) != NULL)
+	if (memmem(c->text, c->len, secret_text, len) != NULL)
 		fail_msg("a secret reached the log");
 }
 
 static void
 live_log_never_holds_a_secret(void **state)
 {
-	static struct capture cap;
-	struct o365_log lg = { .fn = capture_fn, .ctx = &cap, .debug = 1 };
+	static struct o365_test_capture cap;
+	struct o365_log lg = { .fn = o365_test_capture_sink, .ctx = &cap, .debug = 1 };
 	struct o365_oauth_opts o = opts_for(CLIENT_CONF, &tls_test);
 	struct o365_secret *cs = secret(CLIENT_SECRET);
 	struct o365_oauth_request rq = { .grant = O365_GRANT_CLIENT_CREDENTIALS,
@@ -1255,7 +1203,7 @@ live_log_never_holds_a_secret(void **state)
 
 	(void)state;
 	cap.len = 0;
-	cap.buf[0] = '\0';
+	cap.text[0] = '\0';
 	set_conf("normal", 1);
 	assert_int_equal(ropc(CLIENT_PUBLIC, ALICE, fx.password, O365_SCOPE_IMAP " offline_access",
 	    &lg, &tok, &oerr, &err), O365_OK);
@@ -1271,11 +1219,11 @@ live_log_never_holds_a_secret(void **state)
 	assert_int_equal(o365_oauth_token(&o, &rq, &dl, &lg, &tok3, &oerr, &err), O365_OK);
 
 	/* the sink saw the requests ... */
-	assert_non_null(strstr(cap.buf, "grant=password"));
-	assert_non_null(strstr(cap.buf, "grant=client_credentials"));
-	assert_non_null(strstr(cap.buf, "grant=refresh_token"));
-	assert_non_null(strstr(cap.buf, "error=invalid_grant"));
-	assert_non_null(strstr(cap.buf, "host=127.0.0.1"));
+	assert_non_null(strstr(cap.text, "grant=password"));
+	assert_non_null(strstr(cap.text, "grant=client_credentials"));
+	assert_non_null(strstr(cap.text, "grant=refresh_token"));
+	assert_non_null(strstr(cap.text, "error=invalid_grant"));
+	assert_non_null(strstr(cap.text, "host=127.0.0.1"));
 	/* ... and none of the secrets */
 	assert_not_in(&cap, fx.password, strlen(fx.password));
 	assert_not_in(&cap, fx.password + 100, 40);

@@ -25,26 +25,7 @@
 #include "o365/conn.h"
 #include "o365/oauth.h"
 #include "o365/secret.h"
-
-/* A listener on 127.0.0.1, ephemeral port. */
-static int
-listen_loopback(unsigned int *port)
-{
-	struct sockaddr_in sa;
-	socklen_t sl = sizeof(sa);
-	int fd;
-
-	fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	assert_true(fd >= 0);
-	memset(&sa, 0, sizeof(sa));
-	sa.sin_family = AF_INET;
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	assert_int_equal(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	assert_int_equal(listen(fd, 4), 0);
-	assert_int_equal(getsockname(fd, (struct sockaddr *)&sa, &sl), 0);
-	*port = ntohs(sa.sin_port);
-	return fd;
-}
+#include "testutil.h"
 
 /* The descriptor of ours whose peer is 127.0.0.1:port, or -1. */
 static int
@@ -85,7 +66,7 @@ conn_socket_is_cloexec(void **state)
 	int lfd;
 
 	(void)state;
-	lfd = listen_loopback(&port);
+	assert_true((lfd = o365_test_tcp_socket(1, &port)) >= 0);
 	o365_deadline_in(&dl, 10000);
 	assert_int_equal(o365_conn_connect("127.0.0.1", port, &dl, NULL, &c, &err), O365_OK);
 	assert_cloexec(client_socket_to(port));
@@ -137,7 +118,7 @@ token_endpoint_socket_is_cloexec(void **state)
 	int lfd, afd;
 
 	(void)state;
-	lfd = listen_loopback(&t.port);
+	assert_true((lfd = o365_test_tcp_socket(1, &t.port)) >= 0);
 	assert_int_equal(pthread_create(&th, NULL, token_main, &t), 0);
 	/* libcurl has connected once we can accept; it then waits for a
 	 * ServerHello that never comes, so its socket stays open */

@@ -147,14 +147,38 @@ xoauth2_blob_is_byte_exact(void **state)
 	o365_secret_free(&b);
 }
 
+/* A user name and password or token that an encoder must refuse, and why. */
+struct bad_input {
+	const char	*user, *pass;
+	size_t		 passlen;
+	const char	*why;
+};
+
+/* encode (o365_sasl_plain or _xoauth2) refuses every case with its reason. */
+static void
+refuses_all(int (*encode)(const char *, const char *, size_t, struct o365_secret **,
+    struct o365_error *), const struct bad_input *bad, size_t n)
+{
+	struct o365_secret *b;
+	struct o365_error err;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		b = (struct o365_secret *)&b;
+		o365_error_clear(&err);
+		assert_int_equal(encode(bad[i].user, bad[i].pass, bad[i].passlen, &b, &err),
+		    O365_E_INVAL);
+		assert_null(b);
+		assert_int_equal(err.code, O365_E_INVAL);
+		if (strstr(err.why, bad[i].why) == NULL)
+			fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err.why, bad[i].why);
+	}
+}
+
 static void
 plain_refuses_bad_credentials(void **state)
 {
-	static const struct {
-		const char	*user, *pass;
-		size_t		 passlen;
-		const char	*why;
-	} bad[] = {
+	static const struct bad_input bad[] = {
 		{ "", "pw", 2, "empty user name" },
 		{ NULL, "pw", 2, "empty user name" },
 		{ "u", "", 0, "empty password" },
@@ -165,21 +189,9 @@ plain_refuses_bad_credentials(void **state)
 		{ "u", "p\nw", 3, "password with CR or LF" },
 		{ "u", "p\0w", 3, "password with a NUL" },
 	};
-	struct o365_secret *b;
-	struct o365_error err;
-	size_t i;
 
 	(void)state;
-	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		b = (struct o365_secret *)&b;
-		o365_error_clear(&err);
-		assert_int_equal(o365_sasl_plain(bad[i].user, bad[i].pass, bad[i].passlen, &b, &err),
-		    O365_E_INVAL);
-		assert_null(b);
-		assert_int_equal(err.code, O365_E_INVAL);
-		if (strstr(err.why, bad[i].why) == NULL)
-			fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err.why, bad[i].why);
-	}
+	refuses_all(o365_sasl_plain, bad, sizeof(bad) / sizeof(bad[0]));
 }
 
 static void
@@ -203,11 +215,7 @@ plain_limits_at_max_credential(void **state)
 static void
 xoauth2_refuses_bad_user_and_token(void **state)
 {
-	static const struct {
-		const char	*user, *tok;
-		size_t		 toklen;
-		const char	*why;
-	} bad[] = {
+	static const struct bad_input bad[] = {
 		{ "", "t", 1, "empty user name" },
 		{ "a\r\nb", "t", 1, "user name with CR or LF" },
 		{ "a\001b", "t", 1, "user name with a control character" },
@@ -221,20 +229,9 @@ xoauth2_refuses_bad_user_and_token(void **state)
 		{ "u", "a\x80", 2, "access token with a byte" },
 		{ "u", "a\x7f", 2, "access token with a byte" },
 	};
-	struct o365_secret *b;
-	struct o365_error err;
-	size_t i;
 
 	(void)state;
-	for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		b = (struct o365_secret *)&b;
-		o365_error_clear(&err);
-		assert_int_equal(o365_sasl_xoauth2(bad[i].user, bad[i].tok, bad[i].toklen, &b, &err),
-		    O365_E_INVAL);
-		assert_null(b);
-		if (strstr(err.why, bad[i].why) == NULL)
-			fail_msg("case %zu: \"%s\" lacks \"%s\"", i, err.why, bad[i].why);
-	}
+	refuses_all(o365_sasl_xoauth2, bad, sizeof(bad) / sizeof(bad[0]));
 }
 
 static void

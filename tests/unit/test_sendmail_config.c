@@ -56,7 +56,35 @@ defaults_and_refusals(void **state)
 	assert_int_equal(sm_conf_load_string("auth = { mechanism = \"xoauth2\"; user = \"r@c.com\"; };\n"
 	    "from = { address = \"r@c.com\"; };", &c, &err), O365_OK);
 	assert_int_equal(sm_conf_check_relay(&c, &err), O365_E_CONFIG);
-	assert_non_null(strstr(err.why, "not yet supported"));
+	assert_non_null(strstr(err.why, "oauth.tenant"));
+	sm_conf_free(&c);
+
+	/* xoauth2: exactly one grant */
+	assert_int_equal(sm_conf_load_string("auth = { mechanism = \"xoauth2\"; user = \"r@c.com\"; };\n"
+	    "from = { address = \"r@c.com\"; };\n"
+	    "oauth = { tenant = \"contoso.onmicrosoft.com\"; client_id = \"abc\"; };", &c, &err), O365_OK);
+	assert_string_equal(c.oauth_authority, "https://login.microsoftonline.com");
+	assert_int_equal(sm_conf_check_relay(&c, &err), O365_E_CONFIG);
+	assert_non_null(strstr(err.why, "exactly one"));
+	sm_conf_free(&c);
+	assert_int_equal(sm_conf_load_string("auth = { mechanism = \"xoauth2\"; user = \"r@c.com\"; };\n"
+	    "from = { address = \"r@c.com\"; };\n"
+	    "oauth = { tenant = \"contoso.onmicrosoft.com\"; client_id = \"abc\";\n"
+	    "  client_secret_file = \"/etc/o365/a\"; refresh_token_file = \"/var/b\"; };", &c, &err), O365_OK);
+	assert_int_equal(sm_conf_check_relay(&c, &err), O365_E_CONFIG);
+	sm_conf_free(&c);
+	assert_int_equal(sm_conf_load_string("auth = { mechanism = \"xoauth2\"; user = \"r@c.com\"; };\n"
+	    "from = { address = \"r@c.com\"; };\n"
+	    "oauth = { tenant = \"contoso.onmicrosoft.com\"; client_id = \"abc\";\n"
+	    "  refresh_token_file = \"/var/b\"; };", &c, &err), O365_OK);
+	assert_int_equal(sm_conf_check_relay(&c, &err), O365_OK);
+	sm_conf_free(&c);
+	assert_int_equal(sm_conf_load_string("auth = { mechanism = \"xoauth2\"; user = \"r@c.com\"; };\n"
+	    "from = { address = \"r@c.com\"; };\n"
+	    "oauth = { authority = \"http://x\"; tenant = \"t\"; client_id = \"abc\";\n"
+	    "  client_secret_file = \"/etc/o365/a\"; };", &c, &err), O365_OK);
+	assert_int_equal(sm_conf_check_relay(&c, &err), O365_E_CONFIG);
+	assert_non_null(strstr(err.why, "https://"));
 	sm_conf_free(&c);
 
 	assert_int_equal(sm_conf_load_string("from = { rewrite = \"always\"; };", &c, &err), O365_OK);

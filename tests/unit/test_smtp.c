@@ -24,6 +24,7 @@
 #include "o365/sasl.h"
 #include "o365/smtp.h"
 #include "../../common/smtp_int.h"
+#include "testutil.h"
 
 /* ---- scripted server ----------------------------------------------------- */
 
@@ -227,23 +228,6 @@ srv_transcript(struct server *sv)
 }
 
 /* ---- log capture --------------------------------------------------------- */
-
-struct capture {
-	char	text[1 << 16];
-	size_t	len;
-};
-
-static void
-capture_sink(void *ctx, int prio, const char *msg)
-{
-	struct capture *c = ctx;
-	int n;
-
-	(void)prio;
-	n = snprintf(c->text + c->len, sizeof(c->text) - c->len, "%s\n", msg);
-	if (n > 0 && (size_t)n < sizeof(c->text) - c->len)
-		c->len += (size_t)n;
-}
 
 /* ---- session helpers ----------------------------------------------------- */
 
@@ -916,17 +900,6 @@ envelope_address_at_limit(void **state)
 
 /* ---- DATA ---------------------------------------------------------------- */
 
-static int
-memfile(const void *p, size_t n)
-{
-	int fd = memfd_create("msg", MFD_CLOEXEC);
-
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, p, n), (ssize_t)n);
-	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
-	return fd;
-}
-
 /* Run one DATA with body in[0..n) and check the bytes on the wire. */
 static void
 data_case(const void *in, size_t n, const void *wire, size_t wn, const char *final, int want)
@@ -942,7 +915,7 @@ data_case(const void *in, size_t n, const void *wire, size_t wn, const char *fin
 	srv_step_n(sv, wire, wn, final, strlen(final), ACT_NONE);
 	srv_quit(sv);
 	s = session(sv, NULL);
-	fd = memfile(in, n);
+	assert_true((fd = o365_test_memfile(in, n)) >= 0);
 	dl_in(&dl, 10000);
 	r = o365_smtp_data_fd(s, fd, &dl, &err);
 	if (r != want)
@@ -1047,9 +1020,10 @@ data_refused(void **state)
 	struct o365_deadline dl;
 	struct o365_error err;
 	struct o365_smtp *s;
-	int fd = memfile("x\n", 2);
+	int fd = o365_test_memfile("x\n", 2);
 
 	(void)state;
+	assert_true(fd >= 0);
 	srv_hello(sv, EHLO_ALL);
 	srv_step(sv, "DATA\r\n", "554 5.5.1 no valid recipients\r\n");
 	srv_step(sv, "RSET\r\n", "250 2.0.0 flushed\r\n");
@@ -1080,7 +1054,7 @@ data_server_closes_midway(void **state)
 	srv_hello(sv, EHLO_ALL);
 	srv_step_n(sv, "DATA\r\n", 6, "354 go\r\n", 8, ACT_CLOSE);
 	s = session(sv, NULL);
-	fd = memfile(big, n);
+	assert_true((fd = o365_test_memfile(big, n)) >= 0);
 	dl_in(&dl, 10000);
 	r = o365_smtp_data_fd(s, fd, &dl, &err);
 	assert_int_equal(r, O365_E_NET);
@@ -1371,8 +1345,8 @@ auth_logs_no_secret(void **state)
 	/* base64 of the marker at each of the three alignments */
 	static const char *b64s[] = { "U2VrcjN0LU00cmtlci1w", "a3IzdC1NNHJrZXIt",
 	    "ZWtyM3QtTTRya2VyLXB3" };
-	struct capture *cap = calloc(1, sizeof(*cap));
-	struct o365_log lg = { capture_sink, cap, 1 };
+	struct o365_test_capture *cap = calloc(1, sizeof(*cap));
+	struct o365_log lg = { o365_test_capture_sink, cap, 1 };
 	int mechs[] = { O365_SASL_PLAIN, O365_SASL_LOGIN, O365_SASL_XOAUTH2 };
 	size_t i, k;
 
@@ -1418,7 +1392,6 @@ auth_logs_no_secret(void **state)
 		quit(&s);
 		srv_done(sv, 1);
 	}
-	cap->text[cap->len] = '\0';
 	assert_non_null(strstr(cap->text, "C: AUTH PLAIN <secret>"));
 	assert_non_null(strstr(cap->text, "S: 535 5.7.3 Authentication unsuccessful"));
 	assert_null(strstr(cap->text, marker));

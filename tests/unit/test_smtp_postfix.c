@@ -24,6 +24,7 @@
 #include "o365/smtp.h"
 #include "fakeserver.h"
 #include "spawn.h"
+#include "testutil.h"
 
 /* a password with spaces and both kinds of quotes */
 #define ALICE		"alice@example.com"
@@ -127,23 +128,6 @@ group_teardown(void **state)
 	}								\
 } while (0)
 
-struct capture {
-	char	text[1 << 16];
-	size_t	len;
-};
-
-static void
-capture_sink(void *ctx, int prio, const char *msg)
-{
-	struct capture *c = ctx;
-	int n;
-
-	(void)prio;
-	n = snprintf(c->text + c->len, sizeof(c->text) - c->len, "%s\n", msg);
-	if (n > 0 && (size_t)n < sizeof(c->text) - c->len)
-		c->len += (size_t)n;
-}
-
 static struct o365_smtp *
 connect_postfix(const struct o365_log *lg)
 {
@@ -161,25 +145,6 @@ connect_postfix(const struct o365_log *lg)
 }
 
 /* Read a whole file (NULL if missing); *n gets its size. */
-static char *
-slurp(const char *path, size_t *n)
-{
-	struct stat st;
-	char *p;
-	int fd;
-
-	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
-		return NULL;
-	if (fstat(fd, &st) == -1 || (p = malloc((size_t)st.st_size + 1)) == NULL) {
-		close(fd);
-		return NULL;
-	}
-	*n = (size_t)read(fd, p, (size_t)st.st_size);
-	p[*n] = '\0';
-	close(fd);
-	return p;
-}
-
 /* Wait (bounded, 30 s) for DIR/out/<n>.eml, then check it and <n>.env. */
 static void
 expect_delivery(int n, const char *eml, size_t emllen, const char *env)
@@ -193,27 +158,16 @@ expect_delivery(int n, const char *eml, size_t emllen, const char *env)
 	snprintf(path, sizeof(path), "%s/out/%d.eml", pf.dir, n);
 	for (i = 0; i < 300 && access(path, F_OK) != 0; i++)
 		nanosleep(&tick, NULL);
-	if ((got = slurp(path, &len)) == NULL)
+	if ((got = o365_test_slurp(path, &len)) == NULL)
 		fail_msg("message %d was not delivered (see %s/maillog)", n, pf.dir);
 	if (len != emllen || memcmp(got, eml, len) != 0)
 		fail_msg("message %d differs:\n--- got (%zu bytes)\n%s\n--- expected (%zu bytes)\n%s",
 		    n, len, got, emllen, eml);
 	free(got);
 	snprintf(path, sizeof(path), "%s/out/%d.env", pf.dir, n);
-	assert_non_null(got = slurp(path, &len));
+	assert_non_null(got = o365_test_slurp(path, &len));
 	assert_string_equal(got, env);
 	free(got);
-}
-
-static int
-memfile(const char *p, size_t n)
-{
-	int fd = memfd_create("msg", MFD_CLOEXEC);
-
-	assert_true(fd >= 0);
-	assert_int_equal(write(fd, p, n), (ssize_t)n);
-	assert_int_equal(lseek(fd, 0, SEEK_SET), 0);
-	return fd;
 }
 
 /* What we submit: LF line ends, dot lines, 8-bit bytes, no final newline. */
@@ -236,8 +190,8 @@ static void
 send_one(int mech, const char *user, const char *pw, const char *from, int want_delivery_n)
 {
 	const char *rcpts[] = { "carol@example.net", "dave@example.org" };
-	struct capture *cap = calloc(1, sizeof(*cap));
-	struct o365_log lg = { capture_sink, cap, 1 };
+	struct o365_test_capture *cap = calloc(1, sizeof(*cap));
+	struct o365_log lg = { o365_test_capture_sink, cap, 1 };
 	struct o365_deadline dl;
 	struct o365_error err;
 	struct o365_smtp *s;
@@ -256,7 +210,7 @@ send_one(int mech, const char *user, const char *pw, const char *from, int want_
 	    codes, NULL, &dl, &err), O365_OK);
 	assert_int_equal(codes[0], 250);
 	assert_int_equal(codes[1], 250);
-	fd = memfile(MSG, sizeof(MSG) - 1);
+	assert_true((fd = o365_test_memfile(MSG, sizeof(MSG) - 1)) >= 0);
 	if (o365_smtp_data_fd(s, fd, &dl, &err) != O365_OK)
 		fail_msg("DATA: %s", err.why);
 	close(fd);
@@ -272,7 +226,6 @@ send_one(int mech, const char *user, const char *pw, const char *from, int want_
 	    "RCPT TO:<dave@example.org>\n", from);
 	expect_delivery(want_delivery_n, eml, sizeof(MSG), env);
 	free(eml);
-	cap->text[cap->len] = '\0';
 	if (strstr(cap->text, pw) != NULL)
 		fail_msg("the password is in the log:\n%s", cap->text);
 	free(cap);

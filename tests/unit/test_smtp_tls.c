@@ -21,6 +21,7 @@
 #include "o365/smtp.h"
 #include "fakeserver.h"
 #include "spawn.h"
+#include "testutil.h"
 
 static char pki[256];
 static char cafile[300];
@@ -41,23 +42,6 @@ group_teardown(void **state)
 	(void)state;
 	o365_test_rmtree(pki);
 	return 0;
-}
-
-struct capture {
-	char	text[1 << 16];
-	size_t	len;
-};
-
-static void
-capture_sink(void *ctx, int prio, const char *msg)
-{
-	struct capture *c = ctx;
-	int n;
-
-	(void)prio;
-	n = snprintf(c->text + c->len, sizeof(c->text) - c->len, "%s\n", msg);
-	if (n > 0 && (size_t)n < sizeof(c->text) - c->len)
-		c->len += (size_t)n;
 }
 
 /* Connect to the fake server on port with mode; returns the result. */
@@ -105,8 +89,8 @@ exchange_session_over_starttls(void **state)
 	size_t tl = 3000;
 	char *tok = malloc(tl + 1), *raw = malloc(tl + 128), *b64 = malloc(2 * tl + 256);
 	char *script = malloc(16384), *t;
-	struct capture *cap = calloc(1, sizeof(*cap));
-	struct o365_log lg = { capture_sink, cap, 1 };
+	struct o365_test_capture *cap = calloc(1, sizeof(*cap));
+	struct o365_log lg = { o365_test_capture_sink, cap, 1 };
 	const char *rcpts[] = { "bob@example.com" };
 	struct o365_deadline dl;
 	struct o365_error err;
@@ -162,7 +146,6 @@ exchange_session_over_starttls(void **state)
 	assert_null(strstr(t, "MISMATCH"));
 	assert_non_null(strstr(t, "C: STARTTLS\nTLS TLSv1."));
 	assert_non_null(strstr(t, "C: QUIT\nEOF\n"));
-	cap->text[cap->len] = '\0';
 	assert_non_null(strstr(cap->text, "C: <secret>"));
 	assert_null(strstr(cap->text, marker));
 	/* no part of the blob: where the marker is, and from the middle */

@@ -19,6 +19,7 @@
 #include "o365/conn.h"
 #include "o365/tls.h"
 #include "fakeserver.h"
+#include "testutil.h"
 
 struct pki {
 	char	dir[256];
@@ -45,22 +46,6 @@ pki_teardown(void **state)
 
 	o365_test_rmtree(p->dir);
 	return 0;
-}
-
-static int
-have_ipv6_loopback(void)
-{
-	struct sockaddr_in6 s6;
-	int fd, ok;
-
-	if ((fd = socket(AF_INET6, SOCK_STREAM, 0)) == -1)
-		return 0;
-	memset(&s6, 0, sizeof(s6));
-	s6.sin6_family = AF_INET6;
-	s6.sin6_addr = in6addr_loopback;
-	ok = bind(fd, (struct sockaddr *)&s6, sizeof(s6)) == 0;
-	close(fd);
-	return ok;
 }
 
 /*
@@ -188,7 +173,7 @@ tls12_server_and_ip_literals_verify(void **state)
 	assert_string_equal(t, "TLS TLSv1.2\nEOF\n");
 	free(t);
 
-	if (!have_ipv6_loopback())
+	if (!o365_test_have_ipv6_loopback())
 		return;
 	assert_int_equal(tls_try(&f, "S: * OK v6\n", p->dir, "server", "::1", "::1",
 	    &opts, NULL, NULL, &c, &err), O365_OK);

@@ -27,6 +27,7 @@
 #include "o365/oauth.h"
 #include "o365/tokstore.h"
 #include "spawn.h"
+#include "testutil.h"
 
 #define CLIENT_PUBLIC	"11111111-2222-3333-4444-555555555555"
 #define CLIENT_CONF	"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
@@ -36,11 +37,6 @@
 #define RELAY		"relay@contoso.com"
 #define DEADLINE_MS	20000
 
-struct capture {
-	char	buf[512 * 1024];
-	size_t	len;
-};
-
 static struct {
 	char		 dir[256];
 	char		 pki[300], state[300], cafile[320], cache[300], secrets[300];
@@ -48,7 +44,7 @@ static struct {
 	struct o365_proc proc;
 	char		 authority[64];
 	struct o365_tls_opts tls;
-	struct capture	 cap;
+	struct o365_test_capture cap;
 	struct o365_log	 lg;
 	unsigned int	 sleeps[64];
 	size_t		 nsleeps;
@@ -57,38 +53,9 @@ static struct {
 } fx;
 
 static void
-capture_fn(void *ctx, int prio, const char *msg)
-{
-	struct capture *c = ctx;
-	size_t n = strlen(msg);
-
-	(void)prio;
-	if (n + 2 < sizeof(c->buf) - c->len) {
-		memcpy(c->buf + c->len, msg, n);
-		c->len += n;
-		c->buf[c->len++] = '\n';
-		c->buf[c->len] = '\0';
-	}
-}
-
-static void
-path_join(char *dst, size_t sz, const char *a, const char *b)
-{
-	assert_true((size_t)snprintf(dst, sz, "%s/%s", a, b) < sz);
-}
-
-static void
 write_path(const char *path, const char *text, mode_t mode)
 {
-	char tmp[600];
-	int fd;
-
-	assert_true((size_t)snprintf(tmp, sizeof(tmp), "%s.wtmp", path) < sizeof(tmp));
-	assert_true((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode)) >= 0);
-	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-	assert_int_equal(fchmod(fd, mode), 0);
-	assert_int_equal(close(fd), 0);
-	assert_int_equal(rename(tmp, path), 0);	/* the fake never reads half a file */
+	assert_int_equal(o365_test_write_file(path, text, mode), 0);
 }
 
 static char *
@@ -141,7 +108,7 @@ set_conf(const char *mode, int expires_in)
 	json_object_object_add(root, "expires_in", json_object_new_int(expires_in));
 	json_object_object_add(root, "rotate_refresh", json_object_new_boolean(1));
 	json_object_object_add(root, "device_interval", json_object_new_int(1));
-	path_join(path, sizeof(path), fx.state, "users.json");
+	o365_test_path_join(path, sizeof(path), fx.state, "users.json");
 	write_path(path, json_object_to_json_string_ext(root, JSON_C_TO_STRING_PLAIN), 0644);
 	json_object_put(root);
 }
@@ -151,24 +118,17 @@ set_device(const char *json)
 {
 	char path[400];
 
-	path_join(path, sizeof(path), fx.state, "device.json");
+	o365_test_path_join(path, sizeof(path), fx.state, "device.json");
 	write_path(path, json, 0644);
 }
 
 static int
 request_count(void)
 {
-	char path[400], line[65536];
-	int n = 0;
-	FILE *f;
+	char path[400];
 
-	path_join(path, sizeof(path), fx.state, "requests.log");
-	if ((f = fopen(path, "r")) == NULL)
-		return 0;
-	while (fgets(line, sizeof(line), f) != NULL)
-		n++;
-	fclose(f);
-	return n;
+	o365_test_path_join(path, sizeof(path), fx.state, "requests.log");
+	return o365_test_count_lines(path);
 }
 
 static struct json_object *
@@ -176,7 +136,7 @@ state_json(const char *name)
 {
 	char path[400];
 
-	path_join(path, sizeof(path), fx.state, name);
+	o365_test_path_join(path, sizeof(path), fx.state, name);
 	return json_object_from_file(path);
 }
 
@@ -293,7 +253,7 @@ drop_cache(void)
 {
 	char path[400];
 
-	path_join(path, sizeof(path), fx.cache, "access-token");
+	o365_test_path_join(path, sizeof(path), fx.cache, "access-token");
 	(void)unlink(path);
 }
 
@@ -342,46 +302,31 @@ assert_no_temp_files(const char *dir)
 static int
 setup(void **state)
 {
-	char script[512], fake[512], certprefix[320];
-	char *mk[] = { "bash", script, fx.pki, NULL };
-	char *srv[] = { "/usr/bin/python3", fake, "--cert", certprefix, "--state", fx.state,
-	    "--lifetime", "300", NULL };
-	struct o365_proc p;
-	int status;
-
 	(void)state;
 	memset(&fx, 0, sizeof(fx));
 	fx.proc.pid = -1;
-	fx.lg.fn = capture_fn;
+	fx.lg.fn = o365_test_capture_sink;
 	fx.lg.ctx = &fx.cap;
 	fx.lg.debug = 1;		/* every line, debug included, is searched at the end */
 	if (o365_test_tmpdir(fx.dir, sizeof(fx.dir)) != 0)
 		return -1;
-	path_join(fx.pki, sizeof(fx.pki), fx.dir, "pki");
-	path_join(fx.state, sizeof(fx.state), fx.dir, "state");
-	path_join(fx.cache, sizeof(fx.cache), fx.dir, "cache");
-	path_join(fx.secrets, sizeof(fx.secrets), fx.dir, "secrets");
-	path_join(fx.cafile, sizeof(fx.cafile), fx.pki, "ca.pem");
-	path_join(fx.secret_file, sizeof(fx.secret_file), fx.secrets, "client-secret");
-	path_join(fx.rt_file, sizeof(fx.rt_file), fx.secrets, "refresh-token");
-	path_join(certprefix, sizeof(certprefix), fx.pki, "server");
+	o365_test_path_join(fx.pki, sizeof(fx.pki), fx.dir, "pki");
+	o365_test_path_join(fx.state, sizeof(fx.state), fx.dir, "state");
+	o365_test_path_join(fx.cache, sizeof(fx.cache), fx.dir, "cache");
+	o365_test_path_join(fx.secrets, sizeof(fx.secrets), fx.dir, "secrets");
+	o365_test_path_join(fx.cafile, sizeof(fx.cafile), fx.pki, "ca.pem");
+	o365_test_path_join(fx.secret_file, sizeof(fx.secret_file), fx.secrets, "client-secret");
+	o365_test_path_join(fx.rt_file, sizeof(fx.rt_file), fx.secrets, "refresh-token");
 	fx.tls.ca_file = fx.cafile;
 	if (mkdir(fx.state, 0700) != 0 || mkdir(fx.cache, 0700) != 0 ||
 	    mkdir(fx.secrets, 0700) != 0)
 		return -1;
-	o365_test_src("tests/fake/mkcerts.sh", script, sizeof(script));
-	o365_test_src("tests/fake/fake_token.py", fake, sizeof(fake));
-	if (o365_proc_start(&p, mk, 0, 0) != 0 || o365_proc_wait(&p, 60000, &status) != 0 ||
-	    status != 0) {
-		fprintf(stderr, "mkcerts.sh failed\n");
+	if (o365_test_mkcerts(fx.pki) != 0)
 		return -1;
-	}
 	set_conf("normal", 3599);
 	write_path(fx.secret_file, CLIENT_SECRET "\n", 0600);
-	if (o365_proc_start(&fx.proc, srv, 1, 20000) != 0) {
-		fprintf(stderr, "fake_token.py did not start\n");
+	if (o365_test_fake_token_start(&fx.proc, fx.pki, fx.state) != 0)
 		return -1;
-	}
 	snprintf(fx.authority, sizeof(fx.authority), "https://127.0.0.1:%d", fx.proc.port);
 	return 0;
 }
@@ -437,7 +382,7 @@ client_credentials_ok_then_cached(void **state)
 	assert_int_equal(e1, e2);
 
 	/* the cache is 0600, the runner's, never group or world readable */
-	path_join(path, sizeof(path), fx.cache, "access-token");
+	o365_test_path_join(path, sizeof(path), fx.cache, "access-token");
 	assert_int_equal(lstat(path, &st), 0);
 	assert_true(S_ISREG(st.st_mode));
 	assert_int_equal(st.st_mode & 0777, 0600);
@@ -538,7 +483,7 @@ unsafe_cache_file_is_not_used_and_replaced(void **state)
 
 	(void)state;
 	assert_int_equal(get(&c, 0, &t1, NULL, NULL, &err), O365_OK);
-	path_join(path, sizeof(path), fx.cache, "access-token");
+	o365_test_path_join(path, sizeof(path), fx.cache, "access-token");
 	assert_int_equal(chmod(path, 0644), 0);
 	n0 = request_count();
 	assert_int_equal(get(&c, 0, &t2, NULL, NULL, &err), O365_OK);
@@ -568,7 +513,7 @@ lock_held_elsewhere_times_out(void **state)
 	int fd, n0;
 
 	(void)state;
-	path_join(path, sizeof(path), fx.cache, "token.lock");
+	o365_test_path_join(path, sizeof(path), fx.cache, "token.lock");
 	assert_true((fd = open(path, O_RDWR | O_CREAT, 0600)) >= 0);
 	assert_int_equal(flock(fd, LOCK_EX), 0);	/* another runner, mid-refresh */
 	n0 = request_count();
@@ -601,7 +546,7 @@ malformed_cache_is_replaced(void **state)
 	int n0;
 
 	(void)state;
-	path_join(path, sizeof(path), fx.cache, "access-token");
+	o365_test_path_join(path, sizeof(path), fx.cache, "access-token");
 	assert_int_equal(get(&c, 0, &t1, NULL, NULL, &err), O365_OK);
 	assert_non_null(good = strdup(read_path(path)));
 	for (i = 0; i < sizeof(bodies) / sizeof(bodies[0]) + 3; i++) {
@@ -1011,10 +956,10 @@ root_acting_for_runner_leaves_runner_files(void **state)
 	(void)state;
 	if (geteuid() != 0)
 		skip();
-	path_join(dir, sizeof(dir), fx.dir, "runner-cache");
-	path_join(sdir, sizeof(sdir), fx.dir, "runner-secrets");
-	path_join(sfile, sizeof(sfile), sdir, "client-secret");
-	path_join(rtfile, sizeof(rtfile), sdir, "refresh-token");
+	o365_test_path_join(dir, sizeof(dir), fx.dir, "runner-cache");
+	o365_test_path_join(sdir, sizeof(sdir), fx.dir, "runner-secrets");
+	o365_test_path_join(sfile, sizeof(sfile), sdir, "client-secret");
+	o365_test_path_join(rtfile, sizeof(rtfile), sdir, "refresh-token");
 	assert_int_equal(mkdir(dir, 0700), 0);
 	assert_int_equal(mkdir(sdir, 0700), 0);
 	assert_int_equal(chown(dir, runner, 0), 0);
@@ -1027,7 +972,7 @@ root_acting_for_runner_leaves_runner_files(void **state)
 	assert_int_equal(get(&c, 0, &t1, NULL, NULL, &err), O365_OK);
 	o365_secret_free(&t1);
 	for (i = 0; i < 2; i++) {
-		path_join(path, sizeof(path), dir, names[i]);
+		o365_test_path_join(path, sizeof(path), dir, names[i]);
 		assert_int_equal(lstat(path, &st), 0);
 		assert_int_equal(st.st_uid, runner);
 		assert_int_equal(st.st_mode & 0777, 0600);
@@ -1060,21 +1005,21 @@ logs_never_hold_a_secret(void **state)
 
 	(void)state;
 	assert_true(fx.cap.len > 0);
-	assert_non_null(strstr(fx.cap.buf, "tokstore: identity="));
-	assert_null(strstr(fx.cap.buf, CLIENT_SECRET));
-	assert_null(strstr(fx.cap.buf, ALICE_PW));
-	assert_null(strstr(fx.cap.buf, "expired-refresh-token-marker"));
+	assert_non_null(strstr(fx.cap.text, "tokstore: identity="));
+	assert_null(strstr(fx.cap.text, CLIENT_SECRET));
+	assert_null(strstr(fx.cap.text, ALICE_PW));
+	assert_null(strstr(fx.cap.text, "expired-refresh-token-marker"));
 	assert_non_null(root = state_json("tokens.json"));
 	json_object_object_foreach(root, at, v1) {
 		(void)v1;
-		assert_null(strstr(fx.cap.buf, at + 40));	/* past the fixed JWT header */
+		assert_null(strstr(fx.cap.text, at + 40));	/* past the fixed JWT header */
 		n++;
 	}
 	json_object_put(root);
 	assert_non_null(root = state_json("refresh.json"));
 	json_object_object_foreach(root, rt, v2) {
 		(void)v2;
-		assert_null(strstr(fx.cap.buf, rt + 8));
+		assert_null(strstr(fx.cap.text, rt + 8));
 		n++;
 	}
 	json_object_put(root);

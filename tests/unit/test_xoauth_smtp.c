@@ -26,6 +26,7 @@
 #include "o365/smtp.h"
 #include "o365/tokstore.h"
 #include "spawn.h"
+#include "testutil.h"
 
 #define CLIENT_PUBLIC	"11111111-2222-3333-4444-555555555555"
 #define CLIENT_CONF	"aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
@@ -43,83 +44,24 @@ static struct {
 	struct o365_proc token, exo;
 	char		 authority[64];
 	struct o365_tls_opts tls;
-	char		 cap[512 * 1024];
-	size_t		 caplen;
+	struct o365_test_capture cap;
 	struct o365_log	 lg;
 	int		 delivered;
 } fx;
 
 static void
-capture_fn(void *ctx, int prio, const char *msg)
-{
-	size_t n = strlen(msg);
-
-	(void)ctx;
-	(void)prio;
-	if (n + 2 < sizeof(fx.cap) - fx.caplen) {
-		memcpy(fx.cap + fx.caplen, msg, n);
-		fx.caplen += n;
-		fx.cap[fx.caplen++] = '\n';
-		fx.cap[fx.caplen] = '\0';
-	}
-}
-
-static void
-path_join(char *dst, size_t sz, const char *a, const char *b)
-{
-	assert_true((size_t)snprintf(dst, sz, "%s/%s", a, b) < sz);
-}
-
-static void
 write_path(const char *path, const char *text, mode_t mode)
 {
-	char tmp[600];
-	int fd;
-
-	assert_true((size_t)snprintf(tmp, sizeof(tmp), "%s.wtmp", path) < sizeof(tmp));
-	assert_true((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode)) >= 0);
-	assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-	assert_int_equal(fchmod(fd, mode), 0);
-	assert_int_equal(close(fd), 0);
-	assert_int_equal(rename(tmp, path), 0);
-}
-
-/* The whole file, NUL-terminated, in a malloc'd buffer (*len_out bytes). */
-static char *
-slurp(const char *path, size_t *len_out)
-{
-	char *buf = malloc(1 << 20);
-	ssize_t n;
-	int fd;
-
-	assert_non_null(buf);
-	if ((fd = open(path, O_RDONLY)) < 0) {
-		free(buf);
-		return NULL;
-	}
-	n = read(fd, buf, (1 << 20) - 1);
-	close(fd);
-	assert_true(n >= 0);
-	buf[n] = '\0';
-	if (len_out != NULL)
-		*len_out = (size_t)n;
-	return buf;
+	assert_int_equal(o365_test_write_file(path, text, mode), 0);
 }
 
 static int
 request_count(void)
 {
-	char path[400], line[65536];
-	int n = 0;
-	FILE *f;
+	char path[400];
 
-	path_join(path, sizeof(path), fx.state, "requests.log");
-	if ((f = fopen(path, "r")) == NULL)
-		return 0;
-	while (fgets(line, sizeof(line), f) != NULL)
-		n++;
-	fclose(f);
-	return n;
+	o365_test_path_join(path, sizeof(path), fx.state, "requests.log");
+	return o365_test_count_lines(path);
 }
 
 static void
@@ -133,7 +75,7 @@ set_conf(void)
 	    " \"" CLIENT_CONF "\": {\"public\": false, \"secret\": \"" CLIENT_SECRET "\","
 	    " \"case\": \"ok\"}}, \"mode\": \"normal\", \"expires_in\": 3599,"
 	    " \"rotate_refresh\": true}");
-	path_join(path, sizeof(path), fx.state, "users.json");
+	o365_test_path_join(path, sizeof(path), fx.state, "users.json");
 	write_path(path, text, 0644);
 }
 
@@ -144,7 +86,7 @@ expire_token(const struct o365_secret *tok)
 	char path[400], tmp[420];
 	struct json_object *root, *ent;
 
-	path_join(path, sizeof(path), fx.state, "tokens.json");
+	o365_test_path_join(path, sizeof(path), fx.state, "tokens.json");
 	assert_non_null(root = json_object_from_file(path));
 	assert_true(json_object_object_get_ex(root, tok->data, &ent));
 	json_object_object_add(ent, "expires_at", json_object_new_int64((int64_t)time(NULL) - 5));
@@ -157,52 +99,46 @@ expire_token(const struct o365_secret *tok)
 static int
 setup(void **state)
 {
-	char script[512], token_py[512], exo_py[512], certprefix[320];
-	char *mk[] = { "bash", script, fx.pki, NULL };
-	char *tsrv[] = { "/usr/bin/python3", token_py, "--cert", certprefix, "--state", fx.state,
-	    "--lifetime", "300", NULL };
+	char exo_py[512], certprefix[320];
 	char tokens[340];
 	char *esrv[] = { "/usr/bin/python3", exo_py, "--cert", certprefix, "--tokens", tokens,
 	    "--outdir", fx.out, "--sendas-map", fx.sendas, "--log", fx.exolog,
 	    "--lifetime", "300", NULL };
-	struct o365_proc p;
-	int status;
 
 	(void)state;
 	memset(&fx, 0, sizeof(fx));
 	fx.token.pid = fx.exo.pid = -1;
-	fx.lg.fn = capture_fn;
+	fx.lg.fn = o365_test_capture_sink;
+	fx.lg.ctx = &fx.cap;
 	fx.lg.debug = 1;		/* SMTP traces included: they must say <secret> */
 	if (o365_test_tmpdir(fx.dir, sizeof(fx.dir)) != 0)
 		return -1;
-	path_join(fx.pki, sizeof(fx.pki), fx.dir, "pki");
-	path_join(fx.state, sizeof(fx.state), fx.dir, "state");
-	path_join(fx.out, sizeof(fx.out), fx.dir, "out");
-	path_join(fx.cache, sizeof(fx.cache), fx.dir, "cache");
-	path_join(fx.cafile, sizeof(fx.cafile), fx.pki, "ca.pem");
-	path_join(fx.secret_file, sizeof(fx.secret_file), fx.dir, "client-secret");
-	path_join(fx.rt_file, sizeof(fx.rt_file), fx.dir, "refresh-token");
-	path_join(fx.sendas, sizeof(fx.sendas), fx.dir, "sendas.json");
-	path_join(fx.exolog, sizeof(fx.exolog), fx.dir, "exo.log");
-	path_join(tokens, sizeof(tokens), fx.state, "tokens.json");
-	path_join(certprefix, sizeof(certprefix), fx.pki, "server");
+	o365_test_path_join(fx.pki, sizeof(fx.pki), fx.dir, "pki");
+	o365_test_path_join(fx.state, sizeof(fx.state), fx.dir, "state");
+	o365_test_path_join(fx.out, sizeof(fx.out), fx.dir, "out");
+	o365_test_path_join(fx.cache, sizeof(fx.cache), fx.dir, "cache");
+	o365_test_path_join(fx.cafile, sizeof(fx.cafile), fx.pki, "ca.pem");
+	o365_test_path_join(fx.secret_file, sizeof(fx.secret_file), fx.dir, "client-secret");
+	o365_test_path_join(fx.rt_file, sizeof(fx.rt_file), fx.dir, "refresh-token");
+	o365_test_path_join(fx.sendas, sizeof(fx.sendas), fx.dir, "sendas.json");
+	o365_test_path_join(fx.exolog, sizeof(fx.exolog), fx.dir, "exo.log");
+	o365_test_path_join(tokens, sizeof(tokens), fx.state, "tokens.json");
+	o365_test_path_join(certprefix, sizeof(certprefix), fx.pki, "server");
 	fx.tls.ca_file = fx.cafile;
 	if (mkdir(fx.state, 0700) != 0 || mkdir(fx.out, 0700) != 0 || mkdir(fx.cache, 0700) != 0)
 		return -1;
-	o365_test_src("tests/fake/mkcerts.sh", script, sizeof(script));
-	o365_test_src("tests/fake/fake_token.py", token_py, sizeof(token_py));
 	o365_test_src("tests/fake/fake_exo_smtp.py", exo_py, sizeof(exo_py));
-	if (o365_proc_start(&p, mk, 0, 0) != 0 || o365_proc_wait(&p, 60000, &status) != 0 ||
-	    status != 0)
+	if (o365_test_mkcerts(fx.pki) != 0)
 		return -1;
 	set_conf();
 	write_path(fx.secret_file, CLIENT_SECRET "\n", 0600);
 	/* the app may send as relay; nobody lists the app for DENIED */
 	write_path(fx.sendas, "{\"" RELAY "\": {\"apps\": [\"" CLIENT_CONF "\"], \"sendas\": []},"
 	    " \"" DENIED "\": {\"apps\": [], \"sendas\": []}}", 0644);
-	if (o365_proc_start(&fx.token, tsrv, 1, 20000) != 0 ||
-	    o365_proc_start(&fx.exo, esrv, 1, 20000) != 0) {
-		fprintf(stderr, "a fake server did not start\n");
+	if (o365_test_fake_token_start(&fx.token, fx.pki, fx.state) != 0)
+		return -1;
+	if (o365_proc_start(&fx.exo, esrv, 1, 20000) != 0) {
+		fprintf(stderr, "fake_exo_smtp.py did not start\n");
 		return -1;
 	}
 	snprintf(fx.authority, sizeof(fx.authority), "https://127.0.0.1:%d", fx.token.port);
@@ -289,7 +225,7 @@ submit(struct o365_smtp *s, const char *from, const char *rcpt, const char *msg,
 	struct o365_deadline dl;
 	int fd, r;
 
-	path_join(path, sizeof(path), fx.dir, "msg.txt");
+	o365_test_path_join(path, sizeof(path), fx.dir, "msg.txt");
 	write_path(path, msg, 0600);
 	assert_true((fd = open(path, O_RDONLY)) >= 0);
 	o365_deadline_in(&dl, DEADLINE_MS);
@@ -310,14 +246,14 @@ assert_delivered(int n, const char *want_eml, const char *want_user, const char 
 	char *got;
 
 	snprintf(name, sizeof(name), "%d.eml", n);
-	path_join(path, sizeof(path), fx.out, name);
-	assert_non_null(got = slurp(path, &len));
+	o365_test_path_join(path, sizeof(path), fx.out, name);
+	assert_non_null(got = o365_test_slurp(path, &len));
 	assert_int_equal(len, strlen(want_eml));
 	assert_memory_equal(got, want_eml, len);
 	free(got);
 	snprintf(name, sizeof(name), "%d.env", n);
-	path_join(path, sizeof(path), fx.out, name);
-	assert_non_null(got = slurp(path, NULL));
+	o365_test_path_join(path, sizeof(path), fx.out, name);
+	assert_non_null(got = o365_test_slurp(path, NULL));
 	snprintf(line, sizeof(line), "User: %s\nMail-From: %s\n", want_user, want_from);
 	assert_non_null(strstr(got, line));
 	free(got);
@@ -463,25 +399,25 @@ logs_never_hold_a_secret(void **state)
 	int n = 0;
 
 	(void)state;
-	assert_non_null(strstr(fx.cap, "<secret>"));	/* the AUTH lines were traced */
-	assert_non_null(exolog = slurp(fx.exolog, NULL));
+	assert_non_null(strstr(fx.cap.text, "<secret>"));	/* the AUTH lines were traced */
+	assert_non_null(exolog = o365_test_slurp(fx.exolog, NULL));
 	assert_non_null(strstr(exolog, "auth xoauth2 user=" RELAY " ok"));
-	assert_null(strstr(fx.cap, CLIENT_SECRET));
-	assert_null(strstr(fx.cap, ALICE_PW));
-	path_join(path, sizeof(path), fx.state, "tokens.json");
+	assert_null(strstr(fx.cap.text, CLIENT_SECRET));
+	assert_null(strstr(fx.cap.text, ALICE_PW));
+	o365_test_path_join(path, sizeof(path), fx.state, "tokens.json");
 	assert_non_null(root = json_object_from_file(path));
 	json_object_object_foreach(root, at, v1) {
 		(void)v1;
-		assert_null(strstr(fx.cap, at + 40));
+		assert_null(strstr(fx.cap.text, at + 40));
 		assert_null(strstr(exolog, at + 40));
 		n++;
 	}
 	json_object_put(root);
-	path_join(path, sizeof(path), fx.state, "refresh.json");
+	o365_test_path_join(path, sizeof(path), fx.state, "refresh.json");
 	assert_non_null(root = json_object_from_file(path));
 	json_object_object_foreach(root, rt, v2) {
 		(void)v2;
-		assert_null(strstr(fx.cap, rt + 8));
+		assert_null(strstr(fx.cap.text, rt + 8));
 		n++;
 	}
 	json_object_put(root);

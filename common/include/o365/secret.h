@@ -11,6 +11,12 @@ struct o365_secret {
 	size_t	 len;
 };
 
+/*
+ * A new secret of len bytes, not initialised (the caller fills all of them),
+ * NUL-terminated at data[len].  O365_E_NOMEM.
+ */
+int	o365_secret_alloc(size_t len, struct o365_secret **out) O365_MUST_CHECK;
+
 /* A copy of p[0..len) in a new secret.  O365_E_NOMEM. */
 int	o365_secret_dup(const char *p, size_t len, struct o365_secret **out) O365_MUST_CHECK;
 

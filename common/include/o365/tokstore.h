@@ -50,6 +50,10 @@ struct o365_tokstore_cfg {
 								 * REFRESH_TOKEN: optional, for a
 								 * confidential client */
 	const char			*refresh_token_file;	/* REFRESH_TOKEN: required */
+	const struct o365_secret	*client_secret;	/* optional: the client secret
+							 * already in memory (read by root
+							 * before a privilege drop); when set,
+							 * client_secret_file is not read */
 	const char			*scope;		/* NULL: O365_TOKSTORE_SCOPE_APP or _DELEGATED */
 	const char			*cache_dir;	/* required; owned by owner_uid, not group/other
 							 * writable */
