@@ -28,6 +28,7 @@
 #include "o365/secret.h"
 #include "config.h"
 #include "control.h"
+#include "flow.h"
 #include "probe.h"
 #include "relay.h"
 #include "xoauth.h"
@@ -278,6 +279,43 @@ mode_oauth_login(struct ctx *x)
 	return EX_OK;
 }
 
+/* --check: what the key table cannot see.  Prints every problem; returns
+ * EX_CONFIG when one is fatal.  Limits above Exchange Online's only warn. */
+static int
+check_files(struct ctx *x)
+{
+	const char *path = x->o.config != NULL ? x->o.config : SM_CONF_PATH;
+	struct stat st;
+	int rc = EX_OK;
+
+	if (stat(path, &st) == 0) {
+		if (st.st_uid != 0) {
+			die_line("%s: owned by uid %u, must be owned by root", path, (unsigned)st.st_uid);
+			rc = EX_CONFIG;
+		}
+		if (st.st_mode & 022) {
+			die_line("%s: mode %04o is writable by %s: chmod 644 %s", path,
+			    (unsigned)(st.st_mode & 07777), (st.st_mode & 002) ? "everyone" : "its group",
+			    path);
+			rc = EX_CONFIG;
+		}
+	}
+	if (x->c.queue_dir != NULL && stat(x->c.queue_dir, &st) == -1) {
+		die_line("queue.dir %s: %s (run %s --init)", x->c.queue_dir, strerror(errno), PROG);
+		rc = EX_CONFIG;
+	}
+	if (x->c.flow_connections > SM_FLOW_CONNECTIONS)
+		die_line("warning: flow.connections %d is above Exchange Online's %d (432 4.3.2 replies)",
+		    x->c.flow_connections, SM_FLOW_CONNECTIONS);
+	if (x->c.flow_per_minute > SM_FLOW_PER_MINUTE)
+		die_line("warning: flow.per_minute %d is above Exchange Online's %d", x->c.flow_per_minute,
+		    SM_FLOW_PER_MINUTE);
+	if (x->c.flow_day_recipients > SM_FLOW_DAY_RECIPIENTS)
+		die_line("warning: flow.day_recipients %d is above Exchange Online's %d",
+		    x->c.flow_day_recipients, SM_FLOW_DAY_RECIPIENTS);
+	return rc;
+}
+
 static int
 mode_check(struct ctx *x)
 {
@@ -286,6 +324,8 @@ mode_check(struct ctx *x)
 	int rc;
 
 	if ((rc = need_root("--check")) != EX_OK)
+		return rc;
+	if ((rc = check_files(x)) != EX_OK)
 		return rc;
 	o365_error_clear(&err);
 	if (sm_xoauth_enabled(&x->c)) {

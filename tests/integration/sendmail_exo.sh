@@ -174,6 +174,19 @@ $W $BIN $C --probe > "$T/probe.out" 2>&1; rc=$?
 	ok "--probe: 535 5.7.139 -> EX_UNAVAILABLE with the advice" || fail "--probe refused ($rc): $(tail -5 "$T/probe.out")"
 $BIN $C --release ALL > /dev/null
 
+# --- --check: says exactly what is wrong
+chmod 666 "$T/sendmail.conf"
+$BIN $C --check > "$T/check.out" 2>&1; rc=$?
+[ $rc = 78 ] && grep -q 'writable by everyone' "$T/check.out" && ok "--check: a world-writable config" ||
+	fail "--check conf ($rc): $(cat "$T/check.out")"
+chmod 644 "$T/sendmail.conf"; chmod 644 "$T/secret"
+$BIN $C --check > "$T/check.out" 2>&1; rc=$?
+[ $rc = 78 ] && grep -q "$T/secret" "$T/check.out" && ok "--check: a readable secret file" ||
+	fail "--check secret ($rc): $(cat "$T/check.out")"
+chmod 600 "$T/secret"
+$BIN $C --check > "$T/check.out" 2>&1 && grep -q 'config ok' "$T/check.out" && ok "--check: ok when fixed" ||
+	fail "--check ok: $(cat "$T/check.out")"
+
 # --- per_minute: a run stops at the limit instead of being refused
 PM=5
 rm -f "$T/spool/state/"*.flow	# forget the sends of the tests above
