@@ -664,6 +664,10 @@ sm_cli_open(struct sm_cli *x)
 			if (end != f + 6 && n > 0)
 				sm_out_fault(n, strcmp(end, ":EIO") == 0 ? EIO : ENOSPC);
 		}
+		if (f != NULL && strncmp(f, "commit:", 7) == 0 && strlen(f) > 12)
+			sm_queue_fault(strcmp(f + 12, "msg") == 0 ? SM_FAULT_AFTER_MSG :
+			    strcmp(f + 12, "pair") == 0 ? SM_FAULT_AFTER_PAIR : 0,
+			    strncmp(f + 7, "stop-", 5) == 0);
 	}
 #endif
 	openlog(SM_PROG, LOG_PID, LOG_MAIL);

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -483,6 +484,45 @@ own(int fd, const struct sm_queue *q, struct o365_error *err)
 	return O365_OK;
 }
 
+/* tests only: stop or kill the committing process at a point of the commit */
+static int	commit_fault_at;
+static int	commit_fault_stop;
+
+void
+sm_queue_fault(int at, int stop)
+{
+	commit_fault_at = at;
+	commit_fault_stop = stop;
+}
+
+static void
+commit_point(int at)
+{
+	if (commit_fault_at == at)
+		(void)raise(commit_fault_stop ? SIGSTOP : SIGKILL);
+}
+
+static int
+sync_err(int fd, const char *name, struct o365_error *err)
+{
+	int e;
+
+	if (fsync(fd) == 0)
+		return O365_OK;
+	e = errno;
+	return o365_error_set(err, e == ENOSPC || e == EDQUOT ? O365_E_TEMP : O365_E_IO,
+	    "cannot fsync %s: %s", name, strerror(e));
+}
+
+/*
+ * Three flushes: both files are written and fsynced under their temporary
+ * names, renamed (.msg first), and one fsync of queue/ makes both names
+ * durable.  A crash leaves nothing, .t files (swept after a day), a .msg
+ * without .env (never listed; swept) or, if the file system kept the second
+ * rename but not the first, a .env without .msg (never delivered: the
+ * runner locks the .msg; swept).  The .msg stays flocked until its .env is
+ * in place, so a sweep never takes it for a half pair while we commit.
+ */
 int
 sm_queue_commit(struct sm_queue *q, struct sm_env *e, struct sm_hdrs *h, struct sm_in *in,
     const struct sm_policy *p, const struct o365_log *lg, struct o365_error *err)
@@ -492,7 +532,7 @@ sm_queue_commit(struct sm_queue *q, struct sm_env *e, struct sm_hdrs *h, struct 
 	struct sm_out *o = NULL;
 	char name[SM_ID_LEN + 8];
 	size_t i;
-	int r, rewritten, msg_done = 0;
+	int r, rewritten, named = 0;
 
 	mf.fd = ef.fd = -1;
 	mf.tmp[0] = ef.tmp[0] = '\0';
@@ -525,6 +565,10 @@ sm_queue_commit(struct sm_queue *q, struct sm_env *e, struct sm_hdrs *h, struct 
 	snprintf(name, sizeof(name), "%s.msg", e->id);
 	if ((r = sm_file_create(&mf, q->qfd, name, 0600, err)) != O365_OK)
 		goto out;
+	if (flock(mf.fd, LOCK_EX | LOCK_NB) == -1) {	/* a new file: nobody else has it */
+		r = o365_error_set(err, O365_E_IO, "cannot lock %s: %s", mf.tmp, strerror(errno));
+		goto out;
+	}
 	sm_out_init(o, mf.fd);
 	if ((r = sm_hdrs_write(h, o)) != O365_OK || (r = sm_copy_body(in, o, SM_MAX_MESSAGE)) != O365_OK ||
 	    (r = sm_out_flush(o)) != O365_OK) {
@@ -536,9 +580,8 @@ sm_queue_commit(struct sm_queue *q, struct sm_env *e, struct sm_hdrs *h, struct 
 	}
 	e->size = o->total;
 	e->eightbit = o->saw8bit;
-	if ((r = own(mf.fd, q, err)) != O365_OK || (r = sm_file_commit(&mf, err)) != O365_OK)
+	if ((r = own(mf.fd, q, err)) != O365_OK || (r = sync_err(mf.fd, mf.tmp, err)) != O365_OK)
 		goto out;
-	msg_done = 1;
 	if (e->created == 0)
 		e->created = (long long)time(NULL);
 	snprintf(name, sizeof(name), "%s.env", e->id);
@@ -549,18 +592,42 @@ sm_queue_commit(struct sm_queue *q, struct sm_env *e, struct sm_hdrs *h, struct 
 		r = write_err(o, err, name, r);
 		goto out;
 	}
-	if ((r = own(ef.fd, q, err)) != O365_OK || (r = sm_file_commit(&ef, err)) != O365_OK)
+	if ((r = own(ef.fd, q, err)) != O365_OK || (r = sync_err(ef.fd, ef.tmp, err)) != O365_OK)
 		goto out;
+	if (renameat(q->qfd, mf.tmp, q->qfd, mf.name) == -1) {
+		r = o365_error_set(err, O365_E_IO, "cannot rename to %s: %s", mf.name, strerror(errno));
+		goto out;
+	}
+	named = 1;
+	commit_point(SM_FAULT_AFTER_MSG);
+	if (renameat(q->qfd, ef.tmp, q->qfd, ef.name) == -1) {
+		r = o365_error_set(err, O365_E_IO, "cannot rename to %s: %s", ef.name, strerror(errno));
+		goto out;
+	}
+	named = 2;
+	mf.tmp[0] = ef.tmp[0] = '\0';		/* nothing left to abort */
+	close(mf.fd);				/* the lock: a complete pair now */
+	close(ef.fd);
+	mf.fd = ef.fd = -1;
+	commit_point(SM_FAULT_AFTER_PAIR);
+	/* both new names at once; not known to be durable: take them back
+	 * rather than risk a duplicate when the caller tries again */
+	if (fsync(q->qfd) == -1) {
+		r = o365_error_set(err, errno == ENOSPC || errno == EDQUOT ? O365_E_TEMP : O365_E_IO,
+		    "cannot sync the directory of %s: %s", ef.name, strerror(errno));
+		goto out;
+	}
 	r = O365_OK;
 out:
 	if (r != O365_OK) {
+		if (named == 2)
+			(void)unlinkat(q->qfd, ef.name, 0);
+		if (named >= 1)
+			(void)unlinkat(q->qfd, mf.name, 0);
+		if (named == 1)
+			mf.tmp[0] = '\0';
 		sm_file_abort(&ef);
-		if (msg_done) {
-			snprintf(name, sizeof(name), "%s.msg", e->id);
-			(void)unlinkat(q->qfd, name, 0);
-		} else {
-			sm_file_abort(&mf);
-		}
+		sm_file_abort(&mf);
 	}
 	free(o);
 	sm_addrs_free(&res);
@@ -880,16 +947,40 @@ nomem:
 	return o365_error_set(err, O365_E_NOMEM, "out of memory");
 }
 
+/* The other half of a pair: "<id>.env" for "<id>.msg" and the reverse. */
+static int
+half_exists(int dirfd, const char *name, const char *other)
+{
+	char buf[SM_ID_LEN + 8];
+
+	snprintf(buf, sizeof(buf), "%.*s%s", SM_ID_LEN, name, other);
+	return faccessat(dirfd, buf, F_OK, AT_SYMLINK_NOFOLLOW) == 0;
+}
+
+/* A .msg without .env, unless a commit (or a runner) holds its lock. */
+static int
+msg_orphaned(int dirfd, const char *name)
+{
+	int fd, r;
+
+	if (half_exists(dirfd, name, ".env"))
+		return 0;		/* a queued message */
+	if ((fd = openat(dirfd, name, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)) == -1)
+		return 0;
+	r = flock(fd, LOCK_EX | LOCK_NB) == 0 && !half_exists(dirfd, name, ".env");
+	close(fd);		/* a committer that takes it now finds no file to rename over */
+	return r;
+}
+
 int
 sm_queue_sweep(int dirfd, const struct o365_log *lg)
 {
 	struct dirent *de;
 	struct stat st;
-	char env[SM_ID_LEN + 8];
-	time_t old = time(NULL) - 86400;
+	time_t now = time(NULL);
 	DIR *d;
 	size_t len;
-	int fd, n = 0;
+	int fd, n = 0, half;
 
 	if ((fd = openat(dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1 || (d = fdopendir(fd)) == NULL) {
 		if (fd != -1)
@@ -898,15 +989,21 @@ sm_queue_sweep(int dirfd, const struct o365_log *lg)
 	}
 	while ((de = readdir(d)) != NULL) {
 		len = strlen(de->d_name);
+		half = len == SM_ID_LEN + 4 && strspn(de->d_name, "0123456789abcdef") == SM_ID_LEN &&
+		    (strcmp(de->d_name + SM_ID_LEN, ".msg") == 0 ||
+		    strcmp(de->d_name + SM_ID_LEN, ".env") == 0);
 		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0 ||
-		    fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1 || st.st_mtime > old)
+		    fstatat(dirfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == -1)
 			continue;
 		if (de->d_name[0] == '.' && de->d_name[1] == 't') {
-			/* a writer died between create and rename */
-		} else if (len == SM_ID_LEN + 4 && strcmp(de->d_name + SM_ID_LEN, ".msg") == 0) {
-			snprintf(env, sizeof(env), "%.*s.env", SM_ID_LEN, de->d_name);
-			if (faccessat(dirfd, env, F_OK, AT_SYMLINK_NOFOLLOW) == 0)
-				continue;	/* a queued message */
+			/* a writer died between create and rename, or is slow */
+			if (st.st_mtime > now - SM_SWEEP_TMP_AGE)
+				continue;
+		} else if (half && st.st_mtime <= now - SM_SWEEP_HALF_AGE) {
+			/* a crash between (or across) the two renames of a commit */
+			if (de->d_name[SM_ID_LEN + 1] == 'm' ? !msg_orphaned(dirfd, de->d_name) :
+			    half_exists(dirfd, de->d_name, ".msg"))
+				continue;
 		} else {
 			continue;
 		}

@@ -310,10 +310,12 @@ int	sm_resolve_rcpt(const struct sm_policy *p, const char *rcpt, struct sm_addrs
 	    const struct o365_log *lg) O365_MUST_CHECK;
 
 /*
- * Root intake and pickup: write <id>.msg from hdrs + the rest of in, then
- * <id>.env (the commit point), both owned by the queue user.  e->rcpts are
- * resolved through p first.  O365_E_IO with err->why; ENOSPC / EDQUOT give
- * O365_E_TEMP.  Nothing is left behind on failure.
+ * Root intake and pickup: write and fsync <id>.msg from hdrs + the rest of
+ * in and <id>.env, rename both (.env last: the commit point), then one
+ * fsync of queue/; both owned by the queue user.  e->rcpts are resolved
+ * through p first.  O365_E_IO with err->why; ENOSPC / EDQUOT give
+ * O365_E_TEMP.  Nothing is left behind on failure; after a crash, at most
+ * a half pair that is never delivered and that sm_queue_sweep removes.
  */
 int	sm_queue_commit(struct sm_queue *q, struct sm_env *e, struct sm_hdrs *h,
 	    struct sm_in *in, const struct sm_policy *p, const struct o365_log *lg,
@@ -341,8 +343,19 @@ int	sm_queue_write_env(int dirfd, const struct sm_env *e, uid_t quid, gid_t qgid
 int	sm_queue_list(int dirfd, char ***ids_out, size_t *n_out, struct o365_error *err) O365_MUST_CHECK;
 void	sm_queue_list_free(char **ids, size_t n);
 
-/* Remove what interrupted writers left (.t* files, a .msg without its .env)
- * once a day old.  Returns how many. */
+/* Tests only: at a point of sm_queue_commit, stop (SIGSTOP) or kill
+ * (SIGKILL) the process; O365_SENDMAIL_FAULT="commit:kill-msg" etc. is
+ * honoured only by test builds.  at 0: never. */
+#define SM_FAULT_AFTER_MSG	1	/* .msg renamed, .env not yet */
+#define SM_FAULT_AFTER_PAIR	2	/* both renamed, queue/ not fsynced */
+void	sm_queue_fault(int at, int stop);
+
+#define SM_SWEEP_TMP_AGE	86400	/* a .t file: a writer may be slow */
+#define SM_SWEEP_HALF_AGE	60	/* a half pair: a commit takes milliseconds */
+
+/* Remove what interrupted writers left: .t* files a day old; a .msg without
+ * its .env, or a .env without its .msg, a minute old (a .msg only when no
+ * commit or runner holds its lock).  Returns how many. */
 int	sm_queue_sweep(int dirfd, const struct o365_log *lg);
 
 /* Open and flock(LOCK_EX|LOCK_NB) <id>.msg.  *fd_out = -1 and O365_OK when
