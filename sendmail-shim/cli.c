@@ -137,7 +137,9 @@ sm_cli_need_quser(struct sm_cli *x)
 /*
  * Start a detached runner (root): the caller does not wait for delivery.
  * The runner is the back end (SM_RUNNER_PATH), so this process never maps
- * OpenSSL; it gets the config this one was given.
+ * OpenSSL; it gets the config this one was given.  None when a runner was
+ * draining the queue after this message was committed: it looks again
+ * after it releases the runner lock, so it will find the message.
  */
 static void
 spawn_runner(struct sm_cli *x)
@@ -153,6 +155,8 @@ spawn_runner(struct sm_cli *x)
 		argv[n++] = (char *)x->o.config;
 	}
 	argv[n] = NULL;
+	if (x->drained)
+		return;		/* the runner that is draining the queue will send it */
 	if ((pid = fork()) == -1)
 		return;		/* queued anyway: the timer will send it */
 	if (pid == 0) {
@@ -297,6 +301,8 @@ submit(struct sm_cli *x, int fd, int dot_ends, int from_headers, const struct sm
 	if (root)
 		o365_log(&x->lg, LOG_INFO, "%s: uid=%u user=%s sender=<%s> nrcpt=%zu size=%lld queued",
 		    e.id, (unsigned)e.uid, e.user, e.sender, e.rcpts.n, (long long)e.size);
+	/* durable now: a runner that holds the lock looks again before it ends */
+	x->drained = root && x->o.deliv == SM_DELIV_BACKGROUND && sm_queue_runner_busy(&q);
 	snprintf(id_out, SM_ID_LEN + 1, "%s", e.id);
 	rc = EX_OK;
 out:

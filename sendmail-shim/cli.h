@@ -32,6 +32,7 @@ struct sm_cli {
 	gid_t			 qgid;
 	int			 have_quser;
 	int			 loaded;	/* c holds a config to free */
+	int			 drained;	/* the last submission: a runner holds the runner lock */
 	/* -odi after the message is queued (the runner sets it; NULL: never) */
 	int			(*deliver_now)(struct sm_cli *x, const char *id);
 };

@@ -248,6 +248,7 @@ run_now(struct sm_cli *x, const char *only_id, int force, int quiet)
 	run.lg = &x->lg;
 	run.force = force;
 	run.only_id = only_id;
+	run.background = x->o.background;
 	r = sm_run_queue(&run, &err);
 	sm_queue_close(&q);
 	if (r != O365_OK && run.held) {

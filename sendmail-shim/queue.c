@@ -1048,6 +1048,41 @@ sm_queue_lock(int dirfd, const char *id, int *fd_out, struct o365_error *err)
 }
 
 int
+sm_queue_runner_lock(const struct sm_queue *q, int *fd_out)
+{
+	char path[600];
+	int fd, n;
+
+	*fd_out = -1;
+	n = snprintf(path, sizeof(path), "%s/%s", q->dir, SM_RUNNER_LOCK);
+	if (n < 0 || (size_t)n >= sizeof(path))
+		return -1;
+	if ((fd = open(path, O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600)) == -1)
+		return -1;
+	if (geteuid() == 0 && q->quid != 0 && fchown(fd, q->quid, q->qgid) == -1) {
+		close(fd);
+		return -1;
+	}
+	if (flock(fd, LOCK_EX | LOCK_NB) == -1) {
+		n = errno == EWOULDBLOCK ? 0 : -1;
+		close(fd);
+		return n;
+	}
+	*fd_out = fd;
+	return 1;
+}
+
+int
+sm_queue_runner_busy(const struct sm_queue *q)
+{
+	int fd, r;
+
+	if ((r = sm_queue_runner_lock(q, &fd)) == 1)
+		close(fd);
+	return r == 0;
+}
+
+int
 sm_queue_remove(int dirfd, const char *id, struct o365_error *err)
 {
 	char name[SM_ID_LEN + 8];

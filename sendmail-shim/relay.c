@@ -658,6 +658,108 @@ out:
 	return r;
 }
 
+/* ---- the run: passes over the queue ---- */
+
+/* The ids a run has seen (tried, skipped or found locked), sorted. */
+struct seen {
+	char	**v;
+	size_t	  n, cap;
+};
+
+static int
+id_cmp(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Keep in ids[0..n) those the run has not seen (freeing the others); how many. */
+static size_t
+ids_unseen(const struct seen *seen, char **ids, size_t n)
+{
+	size_t i, k = 0;
+
+	for (i = 0; i < n; i++) {
+		if (seen->n > 0 && bsearch(&ids[i], seen->v, seen->n, sizeof(*seen->v), id_cmp) != NULL)
+			free(ids[i]);
+		else
+			ids[k++] = ids[i];
+	}
+	return k;
+}
+
+/* Move the strings ids[0..n) into seen (freed there even on failure). */
+static int
+ids_remember(struct seen *seen, char **ids, size_t n)
+{
+	char **nv;
+	size_t i, cap;
+
+	if (seen->n + n > seen->cap) {
+		cap = seen->n + n + 64;
+		if ((nv = realloc(seen->v, cap * sizeof(*nv))) == NULL) {
+			for (i = 0; i < n; i++)
+				free(ids[i]);
+			return O365_E_NOMEM;
+		}
+		seen->v = nv;
+		seen->cap = cap;
+	}
+	for (i = 0; i < n; i++)
+		seen->v[seen->n++] = ids[i];
+	if (n > 0)
+		qsort(seen->v, seen->n, sizeof(*seen->v), id_cmp);
+	return O365_OK;
+}
+
+static void
+seen_free(struct seen *seen)
+{
+	size_t i;
+
+	for (i = 0; i < seen->n; i++)
+		free(seen->v[i]);
+	free(seen->v);
+	memset(seen, 0, sizeof(*seen));
+}
+
+/*
+ * Lock, read and (when due) deliver one message.  A bounce that appeared
+ * after the run's first look (queued by this run or another) waits for the
+ * next run, as it did before runs looked at the queue more than once.
+ */
+static void
+try_one(struct sm_run *run, struct session *ss, const char *id, const struct o365_secret *pw,
+    int first_pass)
+{
+	struct o365_error e2;
+	struct sm_env e;
+	int fd;
+
+	if (run->only_id != NULL && strcmp(id, run->only_id) != 0)
+		return;
+	memset(&e, 0, sizeof(e));
+	o365_error_clear(&e2);
+	if (sm_queue_lock(run->q->qfd, id, &fd, &e2) != O365_OK || fd == -1)
+		return;		/* another runner has it, or it is gone */
+	if (sm_queue_read_env(run->q->qfd, id, &e, run->lg, &e2) != O365_OK) {
+		o365_log(run->lg, LOG_ERR, "%s: %s; left in the queue", id, e2.why);
+		goto out;
+	}
+	if (e.bounce && !first_pass)
+		goto out;
+	if (e.held || (!run->force && run->only_id == NULL && e.next_try > (long long)time(NULL))) {
+		if (e.held && run->only_id != NULL)
+			copy_capped(run->last_status, sizeof(run->last_status), "held: ", e.last_error);
+		goto out;
+	}
+	(void)deliver(run, ss, &e, fd, pw);
+	/* a session that broke mid-run is opened again for the next one; one
+	 * that could not be opened at all marks the rest deferred */
+out:
+	sm_env_free(&e);
+	close(fd);
+}
+
 int
 sm_run_queue(struct sm_run *run, struct o365_error *err)
 {
@@ -665,15 +767,13 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 	struct o365_deadline dl;
 	struct sm_xoauth xo;
 	struct session ss;
-	struct sm_env e;
-	struct o365_error e2;
+	struct seen seen = { 0 };
 	char **ids = NULL, helo[256], sdir[600], reason[512];
 	long long until = 0;
 	size_t n = 0, i;
-	int r, fd;
+	int r, pass, lockfd = -1, released = 0;
 
 	memset(&ss, 0, sizeof(ss));
-	memset(&e, 0, sizeof(e));
 	memset(&xo, 0, sizeof(xo));
 	if (geteuid() != 0 && geteuid() != run->q->quid)
 		return o365_error_set(err, O365_E_CONFIG, "the queue runner must start as root");
@@ -682,12 +782,18 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 	r = snprintf(sdir, sizeof(sdir), "%s/state", run->q->dir);
 	if (r < 0 || (size_t)r >= sizeof(sdir))
 		return o365_error_set(err, O365_E_CONFIG, "queue.dir is too long");
+	/* -odi sends its own message only: it must not make submitters think
+	 * the queue is being drained */
+	if (run->only_id == NULL && sm_queue_runner_lock(run->q, &lockfd) == 0 && run->background) {
+		o365_log(run->lg, LOG_DEBUG, "another runner is draining the queue");
+		return O365_OK;
+	}
 	if (geteuid() == 0) {
 		r = sm_queue_pickup(run->q, run->policy, run->lg, err);
 		if (r < 0)
 			o365_log(run->lg, LOG_ERR, "pickup: %s", err->why);
 		if ((r = sm_flow_prepare_dir(sdir, run->q->quid, run->q->qgid, err)) != O365_OK)
-			return r;
+			goto out;
 	}
 	/* read as root, then never root again */
 	if (sm_xoauth_enabled(run->conf)) {
@@ -699,7 +805,7 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 		}
 		ss.xo = &xo;
 	} else if ((r = o365_secret_read_file(run->conf->auth_password_file, 0, &pw, err)) != O365_OK) {
-		return r;
+		goto out;
 	}
 	if ((r = sm_drop_privileges(run->q->quid, run->q->qgid, err)) != O365_OK)
 		goto out;
@@ -739,34 +845,36 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 		goto out;
 	}
 	(void)sm_queue_sweep(run->q->qfd, run->lg);
-	if ((r = sm_queue_list(run->q->qfd, &ids, &n, err)) != O365_OK)
-		goto out;
-	for (i = 0; i < n && !ss.stop; i++) {
-		if (run->only_id != NULL && strcmp(ids[i], run->only_id) != 0)
-			continue;
-		o365_error_clear(&e2);
-		if (sm_queue_lock(run->q->qfd, ids[i], &fd, &e2) != O365_OK || fd == -1)
-			continue;	/* another runner has it, or it is gone */
-		if (sm_queue_read_env(run->q->qfd, ids[i], &e, run->lg, &e2) != O365_OK) {
-			o365_log(run->lg, LOG_ERR, "%s: %s; left in the queue", ids[i], e2.why);
-			sm_env_free(&e);
-			close(fd);
+	/* pass after pass over one session while new messages keep coming */
+	for (pass = 0;; pass++) {
+		if ((r = sm_queue_list(run->q->qfd, &ids, &n, err)) != O365_OK)
+			goto out;
+		n = ids_unseen(&seen, ids, n);
+		for (i = 0; i < n && !ss.stop; i++)
+			try_one(run, &ss, ids[i], pw, pass == 0);
+		r = ids_remember(&seen, ids, n);
+		free(ids);		/* the strings are seen's now */
+		ids = NULL;
+		n = 0;
+		if (r != O365_OK) {
+			r = o365_error_set(err, r, "out of memory");
+			goto out;
+		}
+		if (ss.stop || run->only_id != NULL)
+			break;
+		if (lockfd != -1) {
+			if (i > 0)
+				continue;	/* more may have come meanwhile */
+			/* nothing new: let the next submitter start a runner, then
+			 * look once more for what came while we held the lock */
+			close(lockfd);
+			lockfd = -1;
+			released = 1;
 			continue;
 		}
-		if (e.held || (!run->force && run->only_id == NULL &&
-		    e.next_try > (long long)time(NULL))) {
-			if (e.held && run->only_id != NULL)
-				copy_capped(run->last_status, sizeof(run->last_status), "held: ",
-				    e.last_error);
-			sm_env_free(&e);
-			close(fd);
-			continue;
-		}
-		(void)deliver(run, &ss, &e, fd, pw);
-		sm_env_free(&e);
-		close(fd);
-		/* a session that broke mid-run is opened again for the next one;
-		 * one that could not be opened at all marks the rest deferred */
+		/* that last look found mail: go on if the lock is still free */
+		if (i == 0 || !released || sm_queue_runner_lock(run->q, &lockfd) != 1)
+			break;
 	}
 	r = O365_OK;
 	if (ss.held[0] != '\0') {
@@ -778,8 +886,11 @@ out:
 		o365_deadline_in(&dl, 2000);
 		o365_smtp_quit(&ss.s, &dl);
 	}
+	if (lockfd != -1)
+		close(lockfd);
 	sm_flow_close(&ss.flow);
 	sm_queue_list_free(ids, n);
+	seen_free(&seen);
 	o365_secret_free(&pw);
 	sm_xoauth_free(&xo);
 	return r;

@@ -12,6 +12,7 @@ struct sm_run {
 	const struct o365_log	*lg;
 	int			 force;		/* -q: ignore the backoff */
 	const char		*only_id;	/* -odi: just this message */
+	int			 background;	/* started by -odb: nothing to do when another runner drains */
 	/* results */
 	int			 sent, deferred, failed;
 	int			 held;		/* xoauth2 token refused: queue held, alert logged */
@@ -20,10 +21,14 @@ struct sm_run {
 };
 
 /*
- * Run the queue: pick up drops (root), read the relay secret (root), drop
- * privileges to the queue user, then deliver every due message over one
- * SMTP session.  Must start as root.  O365_OK when the run completed (some
- * messages may be deferred), else the error that stopped it.
+ * Run the queue: take the runner lock (sm_queue_runner_lock; a background
+ * run ends at once when another runner holds it), pick up drops (root),
+ * read the relay secret (root), drop privileges to the queue user, then
+ * deliver every due message over one SMTP session, and list the queue again
+ * until a pass finds nothing new; then release the lock and look once more
+ * before QUIT (a submitter that found the lock held left its message to this
+ * run).  Must start as root.  O365_OK when the run completed (some messages
+ * may be deferred), else the error that stopped it.
  */
 int	sm_run_queue(struct sm_run *run, struct o365_error *err) O365_MUST_CHECK;
 

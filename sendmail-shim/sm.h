@@ -362,6 +362,21 @@ int	sm_queue_sweep(int dirfd, const struct o365_log *lg);
  * another runner holds it or the message is gone. */
 int	sm_queue_lock(int dirfd, const char *id, int *fd_out, struct o365_error *err) O365_MUST_CHECK;
 
+/*
+ * The runner lock, queue.dir/state/runner.lock: held by the runner that
+ * drains the queue.  sm_queue_runner_lock opens it (creating it owned by the
+ * queue user when root) and tries flock(LOCK_EX|LOCK_NB): 1 and the locked
+ * descriptor in *fd_out, 0 when another runner holds it, -1 when there is
+ * no lock to be had (no state/: an old tree).  The holder closes it when the
+ * queue is empty and then looks once more, so a submitter that finds it held
+ * may leave its message to that runner: sm_queue_runner_busy says so
+ * (non-zero only when a runner holds it; it takes and drops the lock to
+ * find out).
+ */
+#define SM_RUNNER_LOCK		"state/runner.lock"
+int	sm_queue_runner_lock(const struct sm_queue *q, int *fd_out);
+int	sm_queue_runner_busy(const struct sm_queue *q);
+
 /* Remove <id>.env then <id>.msg (caller holds the lock). */
 int	sm_queue_remove(int dirfd, const char *id, struct o365_error *err) O365_MUST_CHECK;
 
