@@ -916,9 +916,18 @@ o365_smtp_envelope(struct o365_smtp *s, const char *from, off_t size, unsigned f
 		return o365_error_set(err, O365_E_TOOLONG, "MAIL FROM line too long");
 
 	pipelined = s->caps.pipelining;
+	if ((flags & O365_SMTP_RSET) && !pipelined &&
+	    (r = smtp_simple(s, SMTP_RSET, "RSET\r\n", 250, 250, dl, err)) != O365_OK)
+		return r;
 	if (pipelined) {
-		/* RFC 2920 3.1: MAIL and every RCPT in one write, replies in order */
-		o365_buf_init(&batch, (nrcpt + 1) * sizeof(line));
+		/* RFC 2920 3.1: [RSET,] MAIL and every RCPT in one write, replies
+		 * in order */
+		o365_buf_init(&batch, (nrcpt + 2) * sizeof(line));
+		if (flags & O365_SMTP_RSET) {
+			if ((r = o365_buf_append(&batch, "RSET\r\n", 6)) != O365_OK)
+				goto nomem;
+			o365_log_trace(s->lg, "C", "RSET", 4);
+		}
 		if ((r = o365_buf_append(&batch, line, (size_t)n)) != O365_OK)
 			goto nomem;
 		o365_log_trace(s->lg, "C", line, (size_t)n - 2);
@@ -936,6 +945,12 @@ o365_smtp_envelope(struct o365_smtp *s, const char *from, off_t size, unsigned f
 	} else if ((r = smtp_send(s, line, (size_t)n, NULL, dl, err)) != O365_OK)
 		goto out;
 
+	if (pipelined && (flags & O365_SMTP_RSET) &&
+	    ((r = smtp_read_reply(s, SMTP_RSET, 0, NULL, &rp, dl, err)) != O365_OK ||
+	    (r = smtp_check(s, SMTP_RSET, &rp, 250, 250, err)) != O365_OK)) {
+		s->broken = 1;		/* MAIL's and RCPT's replies are unread */
+		goto out;
+	}
 	if ((r = smtp_read_reply(s, SMTP_MAIL, 0, NULL, &rp, dl, err)) != O365_OK)
 		goto out;
 	if ((r = smtp_check(s, SMTP_MAIL, &rp, 250, 250, err)) != O365_OK) {

@@ -384,7 +384,7 @@ addrs_append(struct sm_addrs *to, const struct sm_addrs *from, size_t first, siz
  */
 static int
 transaction(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd, size_t n,
-    struct sm_addrs *later, struct sm_addrs *bad, char *badwhy, size_t badsz, unsigned *stage,
+    int rset, struct sm_addrs *later, struct sm_addrs *bad, char *badwhy, size_t badsz, unsigned *stage,
     struct o365_error *err)
 {
 	struct o365_deadline dl;
@@ -405,6 +405,8 @@ transaction(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 	}
 	for (i = 0; i < n; i++)
 		rc[i] = e->rcpts.v[i].addr;
+	if (rset)
+		flags |= O365_SMTP_RSET;
 	if (e->eightbit)
 		flags |= O365_SMTP_8BIT;
 	/* RFC 6531: an address with UTF-8 needs SMTPUTF8 */
@@ -563,15 +565,10 @@ deliver(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 			e->attempts++;	/* only a transaction tried is an attempt */
 			counted = 1;
 		}
-		if (ss->need_rset) {
-			ss->need_rset = 0;
-			o365_deadline_in(&dl, (unsigned)run->conf->smtp_timeout * 1000u);
-			if ((r = o365_smtp_rset(ss->s, &dl, &err)) != O365_OK) {
-				stage = SM_STAGE_MAIL;
-				break;
-			}
-		}
-		r = transaction(run, ss, e, msgfd, n, &later, &bad, badwhy, sizeof(badwhy), &stage, &err);
+		/* after a message: RSET, pipelined with MAIL and RCPT where offered */
+		r = transaction(run, ss, e, msgfd, n, ss->need_rset, &later, &bad, badwhy, sizeof(badwhy),
+		    &stage, &err);
+		ss->need_rset = 0;
 		if (r != O365_OK)
 			break;
 		sent = 1;

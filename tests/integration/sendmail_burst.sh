@@ -6,7 +6,7 @@
 #     when the lock is free; that runner sends both messages;
 #   - many concurrent default-mode submitters racing the runners they start:
 #     every message arrives exactly once, without any -q or timer run, and
-#     the queue ends empty.
+#     the queue ends empty; RSET before every message but a session's first.
 # Runs as root (a per-run queue user).
 set -u
 W=${O365_WRAP:-}	# the valgrind runner sets it
@@ -120,7 +120,13 @@ got=$(grep -h '^Subject: burst r' "$OUT"/*.eml | sort -u | wc -l)
 [ "$got" = $N ] && [ "$dups" = 0 ] && ok "each exactly once" || fail "distinct $got, duplicated $dups"
 for _ in $(seq 300); do [ "$(queued)" = 0 ] && break; sleep 0.1; done
 [ "$(queued)" = 0 ] && ok "the queue is empty" || fail "left in the queue: $(queued)"
-echo "info: $(grep -c 'AUTH LOGIN' "$T/fake.log") SMTP sessions for $((N + 2)) messages"
+sessions=$(grep -c 'C: AUTH LOGIN' "$T/fake.log")
+echo "info: $sessions SMTP sessions for $((N + 2)) messages"
+# RSET (pipelined: the fake offers PIPELINING) before each message but a session's first
+mails=$(grep -c 'C: MAIL FROM' "$T/fake.log")
+rsets=$(grep -c 'C: RSET' "$T/fake.log")
+[ "$rsets" = $((mails - sessions)) ] && [ "$rsets" -gt 0 ] && ok "RSET between messages ($rsets)" ||
+	fail "$rsets RSET for $mails messages in $sessions sessions"
 
 [ $FAILS = 0 ] || { echo "$FAILS failure(s)"; exit 1; }
 echo "all ok"

@@ -730,6 +730,89 @@ envelope_pipelined(void **state)
 	srv_done(sv, 1);
 }
 
+/*
+ * RSET after a message, PIPELINING offered: RSET, MAIL and RCPT in one
+ * write, RSET's reply read first.  The envelope's result, the RCPT code and
+ * whether the session is still usable.
+ */
+static int
+rset_pipelined(const char *replies, int *code, struct o365_error *err, int *usable)
+{
+	const char *rcpts[] = { "bob@example.com" };
+	struct server *sv = srv_new();
+	struct o365_deadline dl;
+	struct o365_smtp *s;
+	int r;
+
+	srv_hello(sv, EHLO_ALL);
+	srv_step(sv, "RSET\r\nMAIL FROM:<alice@contoso.com> SIZE=10\r\nRCPT TO:<bob@example.com>\r\n",
+	    replies);
+	s = session(sv, NULL);
+	dl_in(&dl, 5000);
+	r = o365_smtp_envelope(s, "alice@contoso.com", 10, O365_SMTP_RSET, rcpts, 1, code, NULL, &dl,
+	    err);
+	*usable = o365_smtp_usable(s);
+	if (*usable)
+		srv_quit(sv);
+	quit(&s);
+	srv_done(sv, 1);
+	return r;
+}
+
+static void
+envelope_rset_pipelined(void **state)
+{
+	struct o365_error err;
+	int code, usable;
+
+	(void)state;
+	assert_int_equal(rset_pipelined("250 2.0.0 Resetting\r\n250 2.1.0 Sender OK\r\n"
+	    "250 2.1.5 Recipient OK\r\n", &code, &err, &usable), O365_OK);
+	assert_int_equal(code, 250);
+	assert_true(usable);
+}
+
+/* a refused pipelined RSET: its error, and the session is not used again */
+static void
+envelope_rset_refused(void **state)
+{
+	struct o365_error err;
+	int code, usable;
+
+	(void)state;
+	assert_int_equal(rset_pipelined("451 4.3.0 try later\r\n250 2.1.0 Sender OK\r\n"
+	    "250 2.1.5 Recipient OK\r\n", &code, &err, &usable), O365_E_TEMP);
+	assert_int_equal(err.reply, 451);
+	assert_int_equal(code, 0);
+	assert_false(usable);
+}
+
+/* without PIPELINING: RSET and its reply before MAIL is sent */
+static void
+envelope_rset_one_by_one(void **state)
+{
+	const char *rcpts[] = { "bob@example.com" };
+	struct server *sv = srv_new();
+	struct o365_deadline dl;
+	struct o365_error err;
+	struct o365_smtp *s;
+	int codes[1];
+
+	(void)state;
+	srv_hello(sv, EHLO_NOPIPE);
+	srv_step(sv, "RSET\r\n", "250 2.0.0 Resetting\r\n");
+	srv_step(sv, "MAIL FROM:<alice@contoso.com>\r\n", "250 OK\r\n");
+	srv_step(sv, "RCPT TO:<bob@example.com>\r\n", "250 OK\r\n");
+	srv_quit(sv);
+	s = session(sv, NULL);
+	dl_in(&dl, 5000);
+	assert_int_equal(o365_smtp_envelope(s, "alice@contoso.com", 10, O365_SMTP_RSET, rcpts, 1,
+	    codes, NULL, &dl, &err), O365_OK);
+	assert_int_equal(codes[0], 250);
+	quit(&s);
+	srv_done(sv, 1);
+}
+
 static void
 envelope_one_by_one(void **state)
 {
@@ -1501,6 +1584,9 @@ main(void)
 		cmocka_unit_test(server_that_never_answers),
 		cmocka_unit_test(envelope_pipelined),
 		cmocka_unit_test(envelope_one_by_one),
+		cmocka_unit_test(envelope_rset_pipelined),
+		cmocka_unit_test(envelope_rset_one_by_one),
+		cmocka_unit_test(envelope_rset_refused),
 		cmocka_unit_test(envelope_all_recipients_fail),
 		cmocka_unit_test(envelope_refuses_bad_addresses),
 		cmocka_unit_test(envelope_address_at_limit),

@@ -118,9 +118,14 @@ int	o365_smtp_auth(struct o365_smtp *s, int mech, const char *user, const char *
  * '<', '>', a space outside a quoted local part, an unclosed quote, or
  * longer than O365_MAX_ADDRESS, is refused (O365_E_INVAL) before anything is
  * sent.  SIZE= is sent only when the server offered SIZE and size > 0.
+ * O365_SMTP_RSET: RSET first (the previous transaction on this session
+ * ended); with PIPELINING in the same write as MAIL and RCPT, its reply read
+ * first, so it costs no round trip.  A refused RSET returns its error
+ * before MAIL's reply is looked at; pipelined, the session is then unusable.
  */
 #define O365_SMTP_8BIT		0x1
 #define O365_SMTP_UTF8		0x2
+#define O365_SMTP_RSET		0x4
 int	o365_smtp_envelope(struct o365_smtp *s, const char *from, off_t size, unsigned flags,
 	    const char *const *rcpts, size_t nrcpt, int *rcpt_codes,
 	    struct o365_smtp_reply *rcpt_replies, const struct o365_deadline *dl,
