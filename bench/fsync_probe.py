@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """fsync_probe.py DIR: what o365-sendmail's root submission asks of the disk,
-without the program: two small files, each written under a temporary name,
-fsync'ed, renamed and followed by an fsync of DIR (id.msg, then id.env).
+without the program: two small files written under temporary names and
+fsync'ed (id.msg, then id.env), both renamed, then one fsync of DIR: three
+flushes (sm_queue_commit).
 Prints the wall time in microseconds on stdout and removes its files.
 Timed inside one process, so no process start-up is included."""
 import os
@@ -9,7 +10,7 @@ import sys
 import time
 
 
-def commit(dirfd, name, data):
+def write_synced(dirfd, name, data):
     tmp = ".t" + name
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600, dir_fd=dirfd)
     try:
@@ -17,7 +18,13 @@ def commit(dirfd, name, data):
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
+    return tmp
+
+
+def commit(dirfd, files):
+    tmps = [write_synced(dirfd, name, data) for name, data in files]
+    for tmp, (name, _) in zip(tmps, files):
+        os.rename(tmp, name, src_dir_fd=dirfd, dst_dir_fd=dirfd)
     os.fsync(dirfd)
 
 
@@ -28,8 +35,7 @@ def main():
     names = ["probe.msg", "probe.env"]
     try:
         t0 = time.monotonic_ns()
-        commit(dirfd, names[0], b"x" * 700)
-        commit(dirfd, names[1], b"y" * 190)
+        commit(dirfd, [(names[0], b"x" * 700), (names[1], b"y" * 190)])
         t1 = time.monotonic_ns()
     finally:
         for n in names:

@@ -3,8 +3,12 @@
  * libexec).  It runs every mode; o365-sendmail handles the intake modes
  * itself (cli.c) and execs this program, argv unchanged, for the rest: -q,
  * --queue-runner, -odi, --probe, --check, --init, --oauth-login and the
- * detached runner that -odb starts.  Only this program links OpenSSL,
- * libcurl and json-c.
+ * detached runner that -odb starts.
+ *
+ * Built twice: o365-sendmail-runner (with xoauth_none.c: OpenSSL but no
+ * libcurl or json-c), which execs o365-sendmail-runner-oauth (SM_OAUTH_
+ * RUNNER_PATH; the token store of xoauth.c) for auth.mechanism "xoauth2",
+ * --init and --oauth-login, argv unchanged.
  */
 #include <errno.h>
 #include <pwd.h>
@@ -336,6 +340,15 @@ main(int argc, char **argv)
 		sm_cli_close(&x);
 		return rc;
 	}
+#ifdef SM_OAUTH_RUNNER_PATH
+	/* this program has no token store (xoauth_none.c): the one that has */
+	if (sm_xoauth_enabled(&x.c) || x.o.mode == SM_MODE_INIT || x.o.mode == SM_MODE_OAUTH_LOGIN) {
+		sm_cli_close(&x);
+		execv(SM_OAUTH_RUNNER_PATH, argv);
+		sm_cli_die("cannot run %s: %s", SM_OAUTH_RUNNER_PATH, strerror(errno));
+		return EX_UNAVAILABLE;
+	}
+#endif
 	if (sm_cli_is_intake(&x) || x.o.mode == SM_MODE_SEND) {
 		rc = sm_cli_run(&x);
 		sm_cli_close(&x);

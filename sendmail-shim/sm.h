@@ -10,7 +10,8 @@
  * relay.c    the queue runner (policy: retry, fail, bounce)
  * cli.c      the modes both programs share (submission, -bs, -bv, -bp, control)
  * front.c    o365-sendmail: intake without OpenSSL; execs the runner for the rest
- * main.c     o365-sendmail-runner: every mode, network ones included
+ * main.c     o365-sendmail-runner(-oauth): every mode, network ones included
+ * xoauth_none.c  xoauth.h without the token store, for the runner without libcurl
  */
 #ifndef O365_SM_H
 #define O365_SM_H

@@ -7,7 +7,8 @@
 #   - at run time (LD_DEBUG=libs) a -bv and a -bp load libconfig (the
 #     detector works) and none of those libraries;
 #   - -q, which must reach the network, does load libssl: through the
-#     runner, which the front end execs (argv unchanged);
+#     runner, which the front end execs (argv unchanged); libcurl only when
+#     auth.mechanism is xoauth2 (the runner execs o365-sendmail-runner-oauth);
 #   - the installed front end names the libexec runner.
 # Runs as any user; needs no network and no queue user.
 set -u
@@ -16,7 +17,8 @@ BUILD=$(cd "$1" && pwd)
 FRONT=$BUILD/sendmail-shim/o365-sendmail
 TBIN=$BUILD/sendmail-shim/o365-sendmail-test
 RUNNER=$BUILD/sendmail-shim/o365-sendmail-runner
-for b in "$FRONT" "$TBIN" "$RUNNER"; do
+OAUTH=$BUILD/sendmail-shim/o365-sendmail-runner-oauth
+for b in "$FRONT" "$TBIN" "$RUNNER" "$OAUTH"; do
 	[ -x "$b" ] || { echo "FAIL: $b not built"; exit 1; }
 done
 T=$(mktemp -d /tmp/o365-smf.XXXXXX)
@@ -39,9 +41,16 @@ for b in "$FRONT" "$TBIN"; do
 		ok "$n: ldd closure without them"
 	fi
 done
-# the check itself: the runner does link them
+# the check itself: the runner does link OpenSSL, the oauth runner libcurl
 readelf -d "$RUNNER" | grep NEEDED | grep -q 'libssl\.so' && ok "runner links libssl" ||
 	fail "runner does not link libssl: the check above proves nothing"
+# the runner for basic auth without libcurl and json-c (4.7 MB of RSS to load)
+for b in "$RUNNER" "$BUILD/sendmail-shim/o365-sendmail-runner-test"; do
+	readelf -d "$b" | grep NEEDED | grep -Eq 'lib(curl|json-c)\.so' &&
+		fail "$(basename "$b") links libcurl or json-c" || ok "$(basename "$b"): no libcurl, json-c"
+done
+readelf -d "$OAUTH" | grep NEEDED | grep -q 'libcurl\.so' && ok "oauth runner links libcurl" ||
+	fail "o365-sendmail-runner-oauth does not link libcurl"
 
 # run time: a config the -bv and -bp modes accept (no queue needed for -bv)
 cat > "$T/sendmail.conf" <<CONF
@@ -69,6 +78,16 @@ if [ "$(id -u)" = 0 ]; then
 		fail "-q: no libssl in LD_DEBUG output: the runner was not executed"
 	grep -q 'queue user o365-nouser' "$T/q.libs" && ok "-q: the runner read the same -C config" ||
 		fail "-q: the runner did not report the missing queue user: $(grep -v '^ *[0-9]*:' "$T/q.libs")"
+	grep -q 'libcurl\.so' "$T/q.libs" && fail "-q (auth login) loaded libcurl" ||
+		ok "-q with auth login: no libcurl loaded"
+	# xoauth2: the runner hands over to the oauth runner, which loads libcurl
+	sed 's/^auth = {/auth = { mechanism = "xoauth2";/' "$T/sendmail.conf" > "$T/xo.conf"
+	printf 'oauth = { tenant = "contoso.onmicrosoft.com"; client_id = "c"; client_secret_file = "%s"; };\n' \
+		"$T/secret" >> "$T/xo.conf"
+	chmod 644 "$T/xo.conf"
+	LD_DEBUG=libs "$TBIN" -C "$T/xo.conf" -q > /dev/null 2> "$T/xo.libs"
+	grep -q 'libcurl\.so' "$T/xo.libs" && ok "-q with xoauth2: the oauth runner (libcurl) runs it" ||
+		fail "-q with xoauth2: no libcurl loaded: $(grep -v '^ *[0-9]*:' "$T/xo.libs")"
 fi
 grep -q "libexec/o365-unix/o365-sendmail-runner" "$FRONT" && ok "o365-sendmail execs the libexec runner" ||
 	fail "o365-sendmail does not name libexec/o365-unix/o365-sendmail-runner"
