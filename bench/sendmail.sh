@@ -458,7 +458,7 @@ done
 echo
 echo "ratio: msmtp / o365-sendmail (time or RSS); msmtp submits and delivers in one process."
 echo "hand-over floors (medians): o365-sendmail -bv (start-up and config, no queue write) $(ms_of "$h_bv");" \
-	"the 4 flushes of a root submission (fsync_probe.py) $(ms_of "$h_fs")"
+	"the 3 flushes of a root submission (fsync_probe.py) $(ms_of "$h_fs")"
 echo "burst, o365-sendmail -odq,-q: submissions $(s_of "$b_sm_sub"), then the runner $(s_of "$b_sm_run")" \
 	"(Postfix had accepted all at $(s_of "$b_sm_acc"): $(ratio "$b_ms_sub" "$b_sm_acc") faster than msmtp's sends);"
 echo "burst, default mode: submissions $(s_of "$b_odb_sub"); msmtp: sends $(s_of "$b_ms_sub")." \
