@@ -29,6 +29,8 @@ struct sm_conf {
 	int	 flow_per_minute;
 	int	 flow_day_recipients;
 	int	 flow_max_recipients;
+	int	 flow_hold_retry;	/* a held queue: first retry, seconds (900) */
+	int	 flow_hold_retry_max;	/* ... doubling up to this (21600) */
 	char	*oauth_authority;	/* auth.mechanism "xoauth2" (xoauth.c) */
 	char	*oauth_tenant;
 	char	*oauth_client_id;

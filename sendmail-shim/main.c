@@ -31,7 +31,11 @@
 #include "flow.h"
 #include "probe.h"
 #include "relay.h"
+#include "testsend.h"
 #include "xoauth.h"
+#ifdef SM_TESTING
+#include "testclock.h"
+#endif
 #include "sm.h"
 
 #ifndef SM_CONF_PATH
@@ -105,6 +109,7 @@ usage(void)
 	    "  --delete ID|ALL   remove messages without a bounce (root)\n"
 	    "  --failed          list the messages in failed/ (root)\n"
 	    "  --probe           connect, show TLS and capabilities, try AUTH (root)\n"
+	    "  --test-send ADDR  send a test message now, show the SMTP transcript (root)\n"
 	    "  --oauth-login sign in once for auth.mechanism xoauth2 (root)\n", PROG);
 }
 
@@ -378,6 +383,9 @@ run_now(struct ctx *x, const char *only_id, int force, int quiet)
 	run.lg = &x->lg;
 	run.force = force;
 	run.only_id = only_id;
+#ifdef SM_TESTING
+	run.clock = sm_test_clock();
+#endif
 	r = sm_run_queue(&run, &err);
 	sm_queue_close(&q);
 	if (r != O365_OK && run.held) {
@@ -878,6 +886,29 @@ mode_probe(struct ctx *x)
 	return r == O365_E_CONFIG ? EX_CONFIG : EX_UNAVAILABLE;
 }
 
+/* --test-send ADDR (testsend.c): the runner drops root, so it ends the program. */
+static int
+mode_test_send(struct ctx *x)
+{
+	struct sm_test_send ts;
+	int rc;
+
+	if ((rc = need_root("--test-send")) != EX_OK || (rc = need_quser(x)) != EX_OK)
+		return rc;
+	memset(&ts, 0, sizeof(ts));
+	ts.conf = &x->c;
+	ts.policy = &x->pol;
+	ts.lg = &x->lg;
+	ts.quid = x->quid;
+	ts.qgid = x->qgid;
+	ts.rcpt = x->o.test_rcpt;
+	ts.fqdn = x->fqdn;
+#ifdef SM_TESTING
+	ts.clock = sm_test_clock();
+#endif
+	return sm_test_send(&ts, stdout);
+}
+
 static int
 mode_verify(struct ctx *x)
 {
@@ -992,6 +1023,9 @@ main(int argc, char **argv)
 		break;
 	case SM_MODE_PROBE:
 		rc = mode_probe(&x);
+		break;
+	case SM_MODE_TEST_SEND:
+		rc = mode_test_send(&x);
 		break;
 	case SM_MODE_CONTROL:
 	case SM_MODE_FAILED:

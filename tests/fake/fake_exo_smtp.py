@@ -4,7 +4,7 @@
 Usage:
     fake_exo_smtp.py --cert PKI/server --tokens STATE/tokens.json --outdir DIR
                      [--sendas-map FILE] [--basic-auth disabled|off|on]
-                     [--max-conn 3] [--rate 30] [--fail MODE] [--fail-times N]
+                     [--max-conn 3] [--rate 30] [--minute 60] [--fail MODE] [--fail-times N]
                      [--hostname NAME] [--host 127.0.0.1] [--log FILE]
                      [--lifetime SECONDS]
 
@@ -48,7 +48,9 @@ after --lifetime seconds (default 60).  Python 3 stdlib only.  Behaves as
              more than --max-conn (3) authenticated sessions at once: the AUTH
                is answered "432 4.3.2 Concurrent connections limit exceeded.
                ..." (the session stays unauthenticated);
-             more than --rate (30) messages accepted in the last 60 s: MAIL
+             more than --rate (30) messages accepted in the last --minute (60)
+               seconds, counted from their MAIL FROM (tests shorten the minute
+               with O365_TEST_MINUTE): MAIL
                FROM is answered "452 4.3.2 Message submission rate for this
                client has exceeded the configured limit" (temporary; the
                choice documented for the "excess may be refused" case).
@@ -77,8 +79,11 @@ after --lifetime seconds (default 60).  Python 3 stdlib only.  Behaves as
     stall-data    read the whole message but never answer the final dot
     quota         answer the final dot with "554 5.2.0 STOREDRV.Submission.
                   Exception:SubmissionQuotaExceededException; ..."
---log FILE: one line per event ("conn 3 open", "conn 3 C: MAIL FROM:<...>",
-    "conn 3 auth xoauth2 user=U ok|bad-token|expired|...", "conn 3 deliver 2");
+--log FILE: one line per event ("conn 3 open 2" (2: connections open now,
+    this one included), "conn 3 C: MAIL FROM:<...>", "conn 3 auth xoauth2
+    user=U ok|bad-token|expired|...", "conn 3 deliver 2 at 12.345" (the
+    monotonic time its MAIL FROM was accepted: what the rate counts), "conn 3
+    close");
     AUTH blobs, passwords and tokens never appear in it.
 """
 
@@ -119,6 +124,7 @@ class Shared:
         self.sent = {}            # mailbox -> [monotonic times of accepted messages]
         self.msg_no = 0
         self.conn_no = 0
+        self.open = 0             # connections open now
         self.logf = open(args.log, "a", encoding="utf-8") if args.log else None
 
     def log(self, text):
@@ -196,6 +202,7 @@ class Session:
     def reset_tx(self):
         self.mail_from = None
         self.mail_params = ""
+        self.mail_at = 0.0
         self.rcpts = []
         self.bdat = None
 
@@ -249,7 +256,10 @@ class Session:
     # ---- the session
 
     def run(self):
-        self.log("open")
+        with self.sh.lock:
+            self.sh.open += 1
+            now_open = self.sh.open
+        self.log("open %d" % now_open)
         if self.fail == "stall":
             self.stall()
         if self.fail == "greeting-421":
@@ -454,7 +464,7 @@ class Session:
         box = self.user.lower()
         now = time.monotonic()
         with self.sh.lock:
-            recent = [t for t in self.sh.sent.get(box, []) if now - t < 60]
+            recent = [t for t in self.sh.sent.get(box, []) if now - t < self.args.minute]
             self.sh.sent[box] = recent
             over = len(recent) >= self.args.rate
         if over:
@@ -462,6 +472,7 @@ class Session:
                       "configured limit")
             return
         self.mail_from, self.mail_params = addr_of(arg[5:])
+        self.mail_at = now
         self.send("250 2.1.0 Sender OK")
 
     def cmd_RCPT(self, arg):
@@ -550,7 +561,8 @@ class Session:
         with self.sh.lock:
             self.sh.msg_no += 1
             n = self.sh.msg_no
-            self.sh.sent.setdefault(self.user.lower(), []).append(time.monotonic())
+            at = self.mail_at
+            self.sh.sent.setdefault(self.user.lower(), []).append(at)
         base = os.path.join(self.args.outdir, str(n))
         write_atomic(base + ".eml", msg)
         env = ["Version: 1", "User: " + self.user, "Mail-From: " + self.mail_from,
@@ -558,7 +570,7 @@ class Session:
         env += ["Rcpt-To: " + r for r in self.rcpts]
         env.append("Size: %d" % len(msg))
         write_atomic(base + ".env", ("\n".join(env) + "\n").encode("utf-8"))
-        self.log("deliver %d" % n)
+        self.log("deliver %d at %.3f" % (n, at))
         self.send("250 2.0.0 OK <%d.%d@%s.outlook.office365.com> %s"
                   % (n, int(time.time()), self.args.hostname, DIAG))
         self.reset_tx()
@@ -578,6 +590,8 @@ def serve(conn, shared):
         pass
     finally:
         s.release()
+        with shared.lock:
+            shared.open -= 1
         s.log("close")
         try:
             s.sock.close()
@@ -594,6 +608,7 @@ def main():
     ap.add_argument("--basic-auth", choices=("disabled", "off", "on"), default="disabled")
     ap.add_argument("--max-conn", type=int, default=3)
     ap.add_argument("--rate", type=int, default=30)
+    ap.add_argument("--minute", type=float, default=60.0)
     ap.add_argument("--fail", choices=("greeting-421", "stall", "drop-data", "stall-data",
                                        "quota"))
     ap.add_argument("--fail-times", type=int, default=-1)

@@ -508,6 +508,58 @@ queue_hold_alerts_once(void **state)
 	sm_flow_close(&other);
 }
 
+/* The slow schedule of a held queue: first, doubling to max, shared by
+ * every runner; -q (restart) starts over without a new alert; a release
+ * forgets it.  And which limit a wait is for. */
+static void
+hold_backoff_and_wait_reasons(void **state)
+{
+	struct fx *f = *state;
+	struct sm_flow_limits l;
+	struct sm_flow *fl, *other;
+	struct o365_error err;
+	enum sm_flow_wait why;
+	long long until, wait, t0 = f->sh->clock;
+	int first, was;
+
+	limits(&l, 3, 2, 10000);
+	assert_non_null(fl = open_flow(f, &l));
+	assert_non_null(other = open_flow(f, &l));
+	assert_int_equal(sm_flow_hold_backoff(fl, 900, 3000, 0, "535", &first, &until, &err), O365_OK);
+	assert_int_equal(first, 1);
+	assert_int_equal(until, t0 + 900);
+	assert_int_equal(sm_flow_hold_backoff(other, 900, 3000, 0, "535", &first, &until, &err),
+	    O365_OK);
+	assert_int_equal(first, 0);
+	assert_int_equal(until, t0 + 1800);		/* doubled, by another runner */
+	assert_int_equal(sm_flow_hold_backoff(fl, 900, 3000, 0, "535", &first, &until, &err), O365_OK);
+	assert_int_equal(until, t0 + 3000);		/* 3600 capped */
+	assert_int_equal(sm_flow_hold_backoff(fl, 900, 3000, 0, "535", &first, &until, &err), O365_OK);
+	assert_int_equal(until, t0 + 3000);
+	assert_int_equal(sm_flow_hold_backoff(fl, 900, 3000, 1, "535", &first, &until, &err), O365_OK);
+	assert_int_equal(first, 0);			/* -q: same hold, no alert */
+	assert_int_equal(until, t0 + 900);
+	assert_int_equal(sm_flow_release(other, &was, &err), O365_OK);
+	assert_int_equal(was, 1);
+	assert_int_equal(sm_flow_hold_backoff(fl, 900, 3000, 0, "535", &first, &until, &err), O365_OK);
+	assert_int_equal(first, 1);			/* a new hold */
+	assert_int_equal(until, t0 + 900);
+	assert_int_equal(sm_flow_release(fl, &was, &err), O365_OK);
+	/* reasons: rate, then the quota */
+	assert_int_equal(sm_flow_reserve_why(fl, 1, &wait, &why, &err), O365_OK);
+	assert_int_equal(why, SM_FLOW_GO);
+	assert_int_equal(sm_flow_reserve_why(fl, 1, &wait, &why, &err), O365_OK);
+	assert_int_equal(sm_flow_check_why(other, 1, &wait, &why, &err), O365_OK);
+	assert_int_equal(why, SM_FLOW_RATE);
+	assert_int_equal(wait, 60);
+	assert_int_equal(sm_flow_quota_hit(other, &until, &err), O365_OK);
+	assert_int_equal(sm_flow_reserve_why(fl, 1, &wait, &why, &err), O365_OK);
+	assert_int_equal(why, SM_FLOW_QUOTA);
+	assert_true(wait > 60);
+	sm_flow_close(&fl);
+	sm_flow_close(&other);
+}
+
 /* A damaged or foreign state file is taken as empty, never as a stop. */
 static void
 damaged_state_is_ignored(void **state)
@@ -681,6 +733,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(quota_hit_waits_for_the_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(quota_clear_by_the_admin, setup, teardown),
 		cmocka_unit_test_setup_teardown(queue_hold_alerts_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(hold_backoff_and_wait_reasons, setup, teardown),
 		cmocka_unit_test_setup_teardown(damaged_state_is_ignored, setup, teardown),
 		cmocka_unit_test_setup_teardown(state_files_are_private, setup, teardown),
 		cmocka_unit_test_setup_teardown(prepare_dir_for_the_queue_user, setup, teardown),
