@@ -16,8 +16,9 @@
  * longer one ends the session politely (QUIT, the connection slot is kept)
  * and the next message opens a new one.  Waits for the 24 h recipient
  * budget, the quota or a held queue end the run: the timer comes back.
- * The queue is listed again after each pass that sent something, so a
- * backlog drains in one run at the configured rate.
+ * The queue is listed again after each pass that sent something (for what
+ * other runners left), so a backlog drains in one run at the configured
+ * rate; what is queued during the run is left to its own runner.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -780,10 +781,12 @@ out:
 	return r;
 }
 
-/* One pass over queue/: every due message (all with force) in queue order. */
+/* One pass over queue/: every due message (all with force) in queue order;
+ * with since > 0 only those queued before since (later passes leave the
+ * run's own bounces and new arrivals to their own runner or the next run). */
 static int
 run_pass(struct sm_run *run, struct session *ss, const struct o365_secret *pw, int force,
-    struct o365_error *err)
+    long long since, struct o365_error *err)
 {
 	struct sm_env e;
 	struct o365_error e2;
@@ -806,7 +809,8 @@ run_pass(struct sm_run *run, struct session *ss, const struct o365_secret *pw, i
 			close(fd);
 			continue;
 		}
-		if (e.held || (!force && run->only_id == NULL && e.next_try > run_time(run))) {
+		if (e.held || (!force && run->only_id == NULL && e.next_try > run_time(run)) ||
+		    (since > 0 && e.created >= since)) {
 			if (e.held && run->only_id != NULL)
 				copy_capped(run->last_status, sizeof(run->last_status), "held: ",
 				    e.last_error);
@@ -832,7 +836,7 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 	struct sm_xoauth xo;
 	struct session ss;
 	char helo[256], sdir[600], reason[512];
-	long long until = 0;
+	long long until = 0, start;
 	int r, sent;
 
 	memset(&ss, 0, sizeof(ss));
@@ -903,11 +907,13 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 		goto out;
 	}
 	(void)sm_queue_sweep(run->q->qfd, run->lg);
+	start = run_time(run);
 	/* pass after pass while one sends something: a backlog drains in one
 	 * run; only the first pass of -q ignores the backoff */
 	do {
 		sent = run->sent;
-		if ((r = run_pass(run, &ss, pw, run->passes == 0 && run->force, err)) != O365_OK)
+		if ((r = run_pass(run, &ss, pw, run->passes == 0 && run->force,
+		    run->passes == 0 ? 0 : start, err)) != O365_OK)
 			goto out;
 		run->passes++;
 	} while (!ss.stop && run->only_id == NULL && run->sent > sent && run->passes < SM_MAX_PASSES);
