@@ -7,8 +7,12 @@
 #   The fake Exchange Online (tests/fake/fake_exo_smtp.py): SendAsDenied and
 #     535 5.7.139 print the reply, the reply table's action and its advice,
 #     exit EX_UNAVAILABLE, leave nothing queued or failed and no bounce.
-#   Never the password nor its base64 (LOGIN, PLAIN) in stdout or in stderr
-#     (-v: the mail log's lines go there too).
+#   XOAUTH2 (tests/fake/fake_token.py + the fake Exchange): AUTH XOAUTH2 in
+#     the transcript, exit 0; an app without rights on the mailbox: one
+#     refresh, then hold-queue with the advice.
+#   Never the password, the access tokens, the client secret nor their base64
+#     forms (LOGIN, PLAIN, the XOAUTH2 blob) in stdout or in stderr (-v: the
+#     mail log's lines go there too).
 # Runs as root (a per-run queue user is created and removed).
 set -u
 W=${O365_WRAP:-}
@@ -24,9 +28,10 @@ T=$(mktemp -d /tmp/o365-ts.XXXXXX)
 chmod 755 "$T"
 QU=o365t$$
 FAILS=0
-FPID=
+FPID= TPID=
 cleanup() {
 	[ -n "$FPID" ] && kill "$FPID" 2>/dev/null && wait "$FPID" 2>/dev/null
+	[ -n "$TPID" ] && kill "$TPID" 2>/dev/null && wait "$TPID" 2>/dev/null
 	bash "$PF" stop "$T/pf" > /dev/null 2>&1
 	userdel "$QU" 2>/dev/null
 	rm -rf "$T"
@@ -130,6 +135,68 @@ $W $BIN $C --test-send bob@example.org > "$T/ts.out" 2> "$T/ts.err"; rc=$?
 [ $rc = 0 ] && [ "$(ls "$T/out"/*.eml 2>/dev/null | wc -l)" = 1 ] && grep -q 'queue resumed' "$T/ts.out" &&
 	ok "after the fix: sent once, and the held queue resumed" || fail "fixed: exit $rc: $(cat "$T/ts.out")"
 no_secret "exo" "$T/ts.out" "$T/ts.err"
+
+# --- XOAUTH2: client credentials from the fake Entra ID
+SECRET='cs-Marker.0x5d1-ts-secret'
+mkdir -p "$T/state"
+printf '%s\n' "$SECRET" > "$T/client.secret"; chmod 600 "$T/client.secret"
+cat > "$T/state/users.json" <<JSON
+{"users": {}, "clients": {"app-client": {"public": false, "secret": "$SECRET", "case": "ok"}},
+ "mode": "normal", "expires_in": 3599, "rotate_refresh": true, "device_interval": 1}
+JSON
+/usr/bin/python3 "$SRC/tests/fake/fake_token.py" --cert "$T/pki/server" --state "$T/state" --lifetime 120 \
+	> "$T/tok.port" 2> "$T/tok.err" &
+TPID=$!
+for _ in $(seq 300); do grep -q '^PORT ' "$T/tok.port" 2>/dev/null && break; sleep 0.1; done
+TOK=$(sed -n 's/^PORT //p' "$T/tok.port")
+[ -n "$TOK" ] || fail "fake_token did not start: $(cat "$T/tok.err")"
+xserve() {	# xserve APPS: the fake Exchange taking the fake Entra ID's tokens
+	printf '{"relay@contoso.com": {"sendas": [], "apps": %s}}\n' "$1" > "$T/map.json"
+	[ -n "$FPID" ] && { kill "$FPID" 2>/dev/null; wait "$FPID" 2>/dev/null; }
+	rm -rf "$T/out"; mkdir -p "$T/out"
+	/usr/bin/python3 "$FAKE" --cert "$T/pki/server" --tokens "$T/state/tokens.json" --outdir "$T/out" \
+		--sendas-map "$T/map.json" --lifetime 120 > "$T/fake.out" 2>&1 &
+	FPID=$!
+	for _ in $(seq 300); do grep -q "^PORT " "$T/fake.out" 2>/dev/null && break; sleep 0.1; done
+	port=$(sed -n 's/^PORT //p' "$T/fake.out")
+	cat > "$T/sendmail.conf" <<CONF
+smtp = { host = "localhost"; port = $port; timeout = 10; helo = "web1.example.com"; };
+tls = { ca_file = "$T/pki/ca.pem"; };
+auth = { user = "relay@contoso.com"; mechanism = "xoauth2"; };
+from = { address = "relay@contoso.com"; rewrite = "local"; };
+queue = { dir = "$T/spool"; user = "$QU"; };
+oauth = { authority = "https://127.0.0.1:$TOK"; tenant = "contoso.onmicrosoft.com";
+	client_id = "app-client"; client_secret_file = "$T/client.secret"; };
+CONF
+}
+no_token() {	# no_token WHAT FILE...: no token the fake issued, no secret, in any form
+	/usr/bin/python3 - "$T/state/tokens.json" "$SECRET" "${@:2}" <<'PY' && ok "$1: no token or secret in any form" ||
+import base64, json, sys
+toks, secret, files = json.load(open(sys.argv[1])), sys.argv[2], sys.argv[3:]
+needles = [secret, base64.b64encode(secret.encode()).decode()]
+for t in toks:
+    needles += [t, base64.b64encode(t.encode()).decode(),
+                base64.b64encode(("user=relay@contoso.com\x01auth=Bearer %s\x01\x01" % t).encode()).decode()]
+text = "".join(open(f, errors="replace").read() for f in files)
+bad = [n[:12] for n in needles if n and n in text]
+print("found:", bad) if bad else None
+sys.exit(1 if bad or len(toks) == 0 else 0)
+PY
+	fail "$1: a token or secret was printed (or no token issued)"
+}
+xserve '["app-client"]'
+$W $BIN $C -v --test-send bob@example.org > "$T/ts.out" 2> "$T/ts.err"; rc=$?
+[ $rc = 0 ] && has '^  C: AUTH XOAUTH2$' && has '^  C: <secret>$' && has '^  S: 235 2.7.0' && has '^Result: sent' &&
+	[ "$(ls "$T/out"/*.eml 2>/dev/null | wc -l)" = 1 ] && ok "xoauth2: AUTH XOAUTH2 masked, sent once" ||
+	fail "xoauth2: exit $rc: $(cat "$T/ts.out" "$T/ts.err")"
+no_token "xoauth2" "$T/ts.out" "$T/ts.err"
+xserve '[]'
+$W $BIN $C -v --test-send bob@example.org > "$T/ts.out" 2> "$T/ts.err"; rc=$?
+[ $rc = 69 ] && has '^  S: 535 5.7.3' && has '^Queue action: hold-queue' && grep -q 'SMTP.SendAsApp' "$T/ts.out" &&
+	[ "$(grep -c '^  C: AUTH XOAUTH2$' "$T/ts.out")" = 2 ] && [ "$(nq)" = 0 ] &&
+	ok "xoauth2 refused: one refresh, hold-queue, the advice names SMTP.SendAsApp" ||
+	fail "xoauth2 refused: exit $rc: $(cat "$T/ts.out" "$T/ts.err")"
+no_token "xoauth2 refused" "$T/ts.out" "$T/ts.err"
 
 [ $FAILS = 0 ] || { echo "$FAILS failure(s)"; exit 1; }
 echo "all passed"
