@@ -27,7 +27,8 @@
 
 struct sm_flow_limits {
 	unsigned	connections;	/* concurrent SMTP sessions (3; 1..64) */
-	unsigned	per_minute;	/* messages per rolling 60 s (30; 1..10000) */
+	unsigned	per_minute;	/* messages per rolling minute (30; 1..10000); the
+					 * state counts whole seconds, so 61 s of stamps */
 	unsigned	day_recipients;	/* recipients per rolling 24 h (10000; 1..10000000) */
 	unsigned	max_recipients;	/* recipients per transaction (500; 1..SM_MAX_RCPTS) */
 };

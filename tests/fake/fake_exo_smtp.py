@@ -4,7 +4,8 @@
 Usage:
     fake_exo_smtp.py --cert PKI/server --tokens STATE/tokens.json --outdir DIR
                      [--sendas-map FILE] [--basic-auth disabled|off|on]
-                     [--max-conn 3] [--rate 30] [--minute 60] [--fail MODE] [--fail-times N]
+                     [--max-conn 3] [--rate 30] [--minute 60] [--idle-timeout S]
+                     [--fail MODE] [--fail-times N]
                      [--hostname NAME] [--host 127.0.0.1] [--log FILE]
                      [--lifetime SECONDS]
 
@@ -54,6 +55,10 @@ after --lifetime seconds (default 60).  Python 3 stdlib only.  Behaves as
                FROM is answered "452 4.3.2 Message submission rate for this
                client has exceeded the configured limit" (temporary; the
                choice documented for the "excess may be refused" case).
+  Idle       with --idle-timeout S (default 0: none), a session that sends
+             nothing for S seconds gets "421 4.4.2 Connection dropped due to
+             idle timeout" and is closed (Exchange Online drops idle
+             sessions; the exact time is not published).
   Delivery   "250 2.0.0 OK <id> [Hostname=...]"; the message is written to
              --outdir/<n>.eml exactly as received after removing the dot
              stuffing (CRLF line ends as sent), then <n>.env; n counts from 1
@@ -219,7 +224,13 @@ class Session:
 
     def fill(self):
         try:
+            if self.args.idle_timeout > 0:
+                self.sock.settimeout(self.args.idle_timeout)
             data = self.sock.recv(65536)
+        except socket.timeout:
+            self.log("idle timeout")
+            self.send("421 4.4.2 Connection dropped due to idle timeout")
+            raise Closed()
         except (OSError, ssl.SSLError):
             raise Closed()
         if not data:
@@ -609,6 +620,7 @@ def main():
     ap.add_argument("--max-conn", type=int, default=3)
     ap.add_argument("--rate", type=int, default=30)
     ap.add_argument("--minute", type=float, default=60.0)
+    ap.add_argument("--idle-timeout", type=float, default=0.0)
     ap.add_argument("--fail", choices=("greeting-421", "stall", "drop-data", "stall-data",
                                        "quota"))
     ap.add_argument("--fail-times", type=int, default=-1)

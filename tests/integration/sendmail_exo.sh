@@ -19,6 +19,10 @@
 #                                        (the session closed meanwhile) and
 #                                        sends everything, no 452
 #                                        (O365_TEST_MINUTE: a 2 s minute)
+#   a wait on an open session          -> NOOPs keep it past the fake's idle
+#                                        timeout; one session for both
+#                                        messages (skipped under $O365_WRAP:
+#                                        the wait would be spent starting up)
 #   --hold/--release/--delete/--retry/--failed
 # (1,000 messages under the rate limit: sendmail_drain.sh.)
 # Runs as root (a per-run queue user is created and removed).
@@ -260,6 +264,33 @@ grep -q 'closing the session meanwhile' "$T/run.out" && [ "$(grep -c ' open [0-9
 	fail "long wait: $(grep -c ' open' "$T/fake.log") sessions"
 grep -q '^Attempts: [1-9]' "$Q"/*.env 2>/dev/null && fail "a wait counted as an attempt" || ok "a wait is no attempt"
 cp "$T/run.out" "$T/rate.out"; rm -f "$Q"/*
+
+# --- a wait of 15..30 s on an open session: NOOP every 15 s, no reconnect.
+# per_minute 2 with one send 34 s ago in the state: the first message goes,
+# the second waits about 27 s; the fake drops a session idle for 20 s; a
+# minute lasts 6 s (clock x10).
+if [ -z "$W" ]; then
+	PM=2
+	serve --basic-auth on --rate 2 --minute 5.9 --idle-timeout 2.0
+	: > "$T/fake.log"
+	for i in 20 21; do queue1 $i; done
+	E0=$(date +%s)
+	fl=$T/spool/state/relay@contoso.com.flow
+	/usr/bin/python3 - "$fl" "$E0" <<'PY' || fail "writing the flow state"
+import sys, time
+path, e = sys.argv[1], int(sys.argv[2])
+now = e + int((time.time() - e) * 10)	# testclock.c with O365_TEST_MINUTE=6
+open(path, "w").write("o365-flow 1\nm %d\n" % (now - 34))
+PY
+	chown "$QU:$QU" "$fl"
+	: > "$T/run.out"
+	O365_TEST_MINUTE=6 O365_TEST_EPOCH=$E0 $TBIN $C --queue-runner -v >> "$T/run.out" 2>&1
+	[ "$(nout)" = 2 ] && [ "$(nq)" = 0 ] && ok "noop: both sent" || fail "noop: out $(nout) queue $(nq)"
+	grep -q 'C: NOOP' "$T/fake.log" && [ "$(grep -c ' open [0-9]*$' "$T/fake.log")" = 1 ] &&
+		! grep -q 'idle timeout' "$T/fake.log" && ok "noop: the session kept alive through the wait" ||
+		fail "noop: $(grep -c ' open' "$T/fake.log") sessions: $(grep -v ' C: \(RCPT\|DATA\)' "$T/fake.log" | tail -12)"
+	rm -f "$Q"/*
+fi
 
 grep -q "$PASS" "$T/run.out" && fail "the password reached a log" || ok "password never logged"
 unserve
