@@ -694,6 +694,14 @@ tok_poll_wait(const struct o365_tokstore_cfg *cfg, unsigned int secs,
 	return O365_OK;
 }
 
+/* Tell the front end (if it asked) that the poll goes on waiting. */
+static void
+tok_poll_said(const struct o365_tokstore_cfg *cfg, const char *state, long interval, long left)
+{
+	if (cfg->poll_fn != NULL)
+		cfg->poll_fn(cfg->poll_ctx, state, interval, left > 0 ? left : 0);
+}
+
 int
 o365_tokstore_device_login(const struct o365_tokstore_cfg *cfg,
     void (*show)(void *ctx, const struct o365_devicecode *dc), void *ctx,
@@ -761,11 +769,15 @@ o365_tokstore_device_login(const struct o365_tokstore_cfg *cfg,
 		r = o365_oauth_token(&cfg->oauth, &rq, dl, lg, &tok, oerr, err);
 		if (r == O365_OK)
 			break;
-		if (r == O365_E_AUTH && strcmp(oerr->error, "authorization_pending") == 0)
+		if (r == O365_E_AUTH && strcmp(oerr->error, "authorization_pending") == 0) {
+			tok_poll_said(cfg, "authorization_pending", interval, dc->expires_in - waited);
 			continue;
+		}
 		if ((r == O365_E_AUTH && strcmp(oerr->error, "slow_down") == 0) ||
 		    r == O365_E_TEMP) {
 			interval += TOK_SLOWDOWN_SECS;
+			tok_poll_said(cfg, r == O365_E_TEMP ? "busy" : "slow_down", interval,
+			    dc->expires_in - waited);
 			continue;
 		}
 		break;		/* authorization_declined, expired_token, bad client, ... */

@@ -227,31 +227,64 @@ sm_xoauth_init_state(const char *queue_dir, uid_t quid, gid_t qgid, struct o365_
 	return O365_OK;
 }
 
+/* What --oauth-login has told the user while waiting. */
+struct login_ui {
+	FILE	*fp;
+	long	 said_left;	/* "left" when "still waiting" was last printed, -1: never */
+};
+
+#define LOGIN_SAY_EVERY	60	/* seconds between two "still waiting" lines */
+
 static void
 show_code(void *ctx, const struct o365_devicecode *dc)
 {
-	FILE *fp = ctx;
+	struct login_ui *ui = ctx;
 
 	if (dc->message[0] != '\0')
-		fprintf(fp, "%s\n", dc->message);
+		fprintf(ui->fp, "%s\n", dc->message);
 	else
-		fprintf(fp, "To sign in, open %s and enter the code %s\n", dc->verification_uri,
+		fprintf(ui->fp, "To sign in, open %s and enter the code %s\n", dc->verification_uri,
 		    dc->user_code);
-	fprintf(fp, "waiting for the sign-in (polling every %lds, the code expires in %lds)...\n",
+	fprintf(ui->fp, "waiting for the sign-in (polling every %lds, the code expires in %lds)...\n",
 	    dc->interval, dc->expires_in);
-	fflush(fp);
+	fflush(ui->fp);
+}
+
+/* Each poll that goes on waiting: say so, without a line every few seconds. */
+static void
+show_poll(void *ctx, const char *state, long interval, long left)
+{
+	struct login_ui *ui = ctx;
+
+	if (strcmp(state, "slow_down") == 0)
+		fprintf(ui->fp, "the sign-in service asked to poll more slowly: now every %lds\n",
+		    interval);
+	else if (strcmp(state, "busy") == 0)
+		fprintf(ui->fp, "the sign-in service is busy: trying again in %lds\n", interval);
+	else if (ui->said_left < 0 || ui->said_left - left >= LOGIN_SAY_EVERY)
+		fprintf(ui->fp, "still waiting for the sign-in (the code expires in %lds)...\n", left);
+	else
+		return;
+	if (strcmp(state, "authorization_pending") == 0)
+		ui->said_left = left;
+	fflush(ui->fp);
 }
 
 int
 sm_xoauth_login(struct sm_xoauth *x, gid_t qgid, FILE *fp, const struct o365_log *lg,
     struct o365_oauth_error *oerr, struct o365_error *err)
 {
+	struct login_ui ui = { .fp = fp, .said_left = -1 };
 	struct o365_deadline dl;
 	int r;
 
 	memset(oerr, 0, sizeof(*oerr));
 	o365_deadline_in(&dl, LOGIN_DEADLINE_MS);
-	r = o365_tokstore_device_login(&x->cfg, show_code, fp, &dl, lg, oerr, err);
+	x->cfg.poll_fn = show_poll;
+	x->cfg.poll_ctx = &ui;
+	r = o365_tokstore_device_login(&x->cfg, show_code, &ui, &dl, lg, oerr, err);
+	x->cfg.poll_fn = NULL;
+	x->cfg.poll_ctx = NULL;
 	/* the runner rewrites it on rotation: its group must be the runner's too */
 	if (r == O365_OK && (chown(x->cfg.refresh_token_file, x->cfg.owner_uid, qgid) == -1 ||
 	    chmod(x->cfg.refresh_token_file, 0600) == -1))
@@ -263,10 +296,15 @@ sm_xoauth_login(struct sm_xoauth *x, gid_t qgid, FILE *fp, const struct o365_log
 		return O365_OK;
 	}
 	if (r == O365_E_AUTH && strcmp(oerr->error, "authorization_declined") == 0)
-		fprintf(fp, "sign-in declined: nothing stored\n");
+		fprintf(fp, "sign-in declined: nothing stored; run --oauth-login again to retry\n");
 	else if (r == O365_E_AUTH && strcmp(oerr->error, "expired_token") == 0)
-		fprintf(fp, "the code expired before the sign-in: run --oauth-login again\n");
+		fprintf(fp, "the code expired before the sign-in: nothing stored; run --oauth-login "
+		    "again\n");
 	else if (r == O365_E_TIMEOUT)
-		fprintf(fp, "no sign-in before the code expired: run --oauth-login again\n");
+		fprintf(fp, "no sign-in before the code expired: nothing stored; run --oauth-login "
+		    "again\n");
+	else
+		fprintf(fp, "sign-in failed: nothing stored\n");
+	fflush(fp);
 	return r;
 }

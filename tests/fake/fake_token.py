@@ -19,7 +19,7 @@ Files in the --state DIR:
       {"users":   {"alice@contoso.com": {"password": "...", "case": "ok"}},
        "clients": {"<client_id>": {"public": true, "secret": "...", "case": "ok"}},
        "mode": "normal", "expires_in": 3599, "rotate_refresh": true,
-       "device_interval": 5}
+       "device_interval": 5, "device_expires_in": 900}
     user "case": ok | 50126 | 50034 | 50053 | 50055 | 50056 | 50057 | 50072 |
                  50074 | 50076 | 50079 | 53003: anything but "ok" is answered
                  with that AADSTS error whatever the password.  An unknown user
@@ -345,7 +345,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "device_code": code,
             "user_code": user_code,
             "verification_uri": "https://microsoft.com/devicelogin",
-            "expires_in": 900,
+            "expires_in": conf.get("device_expires_in", 900),
             "interval": conf.get("device_interval", 5),
             "message": "To sign in, use a web browser to open the page "
                        "https://microsoft.com/devicelogin and enter the code %s to authenticate."

@@ -66,6 +66,17 @@ struct o365_tokstore_cfg {
 	 */
 	void				(*sleep_fn)(void *ctx, unsigned int seconds);
 	void				*sleep_ctx;
+
+	/*
+	 * Optional (o365_tokstore_device_login): called after each poll that
+	 * goes on waiting, so a front end can tell the user.  state is
+	 * "authorization_pending", "slow_down" or "busy" (429/5xx); interval
+	 * the seconds until the next poll; left the seconds until the code
+	 * expires.  Never given a secret.
+	 */
+	void				(*poll_fn)(void *ctx, const char *state, long interval,
+					    long left);
+	void				*poll_ctx;
 };
 
 /* "client_credentials" / "refresh_token" / "?" */
