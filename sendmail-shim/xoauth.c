@@ -107,7 +107,23 @@ sm_xoauth_auth(struct sm_xoauth *x, struct o365_smtp *s, int force,
 	*from_endpoint = 0;
 	r = o365_smtp_auth(s, O365_SASL_XOAUTH2, x->cfg.identity, tok->data, tok->len, dl, err);
 	o365_secret_free(&tok);
+	if (r == O365_OK) {
+		x->sess_expires = exp;
+		x->sess_left = (long)(exp - time(NULL));
+	}
 	return r;
+}
+
+int
+sm_xoauth_session_stale(const struct sm_xoauth *x, time_t now)
+{
+	long left, limit;
+
+	if (x->sess_expires == 0)
+		return 0;
+	left = (long)(x->sess_expires - now);
+	limit = x->sess_left > O365_TOKSTORE_MARGIN ? O365_TOKSTORE_MARGIN : x->sess_left / 2;
+	return left < limit || left <= 0;
 }
 
 int

@@ -30,6 +30,8 @@ struct sm_xoauth {
 	struct o365_tokstore_cfg	 cfg;
 	struct o365_secret		*client_secret;	/* client credentials: read as root */
 	char				 cache_dir[PATH_MAX];
+	time_t				 sess_expires;	/* the token of the open session */
+	long				 sess_left;	/* its seconds left at AUTH */
 };
 
 /* Non-zero when c asks for XOAUTH2. */
@@ -55,6 +57,16 @@ void	sm_xoauth_free(struct sm_xoauth *x);
 int	sm_xoauth_auth(struct sm_xoauth *x, struct o365_smtp *s, int force,
 	    const struct o365_deadline *dl, const struct o365_log *lg, int *from_endpoint,
 	    struct o365_oauth_error *oerr, struct o365_error *err) O365_MUST_CHECK;
+
+/*
+ * Non-zero when the token the open session authenticated with is about to
+ * expire at now, so the runner should start a new session (and so get a new
+ * token) before the next message: when it has less than
+ * O365_TOKSTORE_MARGIN seconds left (the cache's rule), or, for a token that
+ * had no more than that at AUTH, less than half of what it had.  Exchange
+ * Online may end a session whose token has expired.
+ */
+int	sm_xoauth_session_stale(const struct sm_xoauth *x, time_t now);
 
 /* Non-zero for the SMTP answers that refuse the token itself: 535 5.7.3,
  * 535 5.7.139, 501 5.5.124 (and any other 535/530 to AUTH). */
