@@ -51,6 +51,8 @@ static const struct o365_conf_key sm_keys[] = {
 	{ .path = "oauth.client_id", .type = O365_CONF_STR, .off = OFF(oauth_client_id) },
 	{ .path = "oauth.client_secret_file", .type = O365_CONF_STR, .off = OFF(oauth_client_secret_file) },
 	{ .path = "oauth.refresh_token_file", .type = O365_CONF_STR, .off = OFF(oauth_refresh_token_file) },
+	{ .path = "oauth.certificate_file", .type = O365_CONF_STR, .off = OFF(oauth_certificate_file) },
+	{ .path = "oauth.private_key_file", .type = O365_CONF_STR, .off = OFF(oauth_private_key_file) },
 };
 
 int

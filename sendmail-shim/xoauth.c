@@ -31,15 +31,24 @@ sm_xoauth_enabled(const struct sm_conf *c)
 int
 sm_xoauth_check_conf(const struct sm_conf *c, struct o365_error *err)
 {
+	int n;
+
 	if (!set(c->oauth_tenant))
 		return o365_error_set(err, O365_E_CONFIG, "auth.mechanism \"xoauth2\" needs oauth.tenant");
 	if (!set(c->oauth_client_id))
 		return o365_error_set(err, O365_E_CONFIG,
 		    "auth.mechanism \"xoauth2\" needs oauth.client_id");
-	if (set(c->oauth_client_secret_file) == set(c->oauth_refresh_token_file))
-		return o365_error_set(err, O365_E_CONFIG, "auth.mechanism \"xoauth2\" needs exactly one of "
-		    "oauth.client_secret_file (client credentials) and oauth.refresh_token_file "
-		    "(delegated, see --oauth-login)");
+	if (set(c->oauth_certificate_file) != set(c->oauth_private_key_file))
+		return o365_error_set(err, O365_E_CONFIG, "oauth.%s needs oauth.%s too (a "
+		    "certificate credential is the PEM certificate and its private key)",
+		    set(c->oauth_certificate_file) ? "certificate_file" : "private_key_file",
+		    set(c->oauth_certificate_file) ? "private_key_file" : "certificate_file");
+	n = set(c->oauth_client_secret_file) + set(c->oauth_certificate_file) +
+	    set(c->oauth_refresh_token_file);
+	if (n != 1)
+		return o365_error_set(err, O365_E_CONFIG, "auth.mechanism \"xoauth2\" needs exactly "
+		    "one credential, not %d: oauth.client_secret_file, oauth.certificate_file (with "
+		    "private_key_file) or oauth.refresh_token_file", n);
 	if (c->oauth_authority != NULL && strncmp(c->oauth_authority, "https://", 8) != 0)
 		return o365_error_set(err, O365_E_CONFIG, "oauth.authority must start with https://");
 	return O365_OK;
@@ -49,6 +58,7 @@ int
 sm_xoauth_init(struct sm_xoauth *x, const struct sm_conf *c, const struct o365_tls_opts *tls,
     uid_t quid, int read_secret, struct o365_error *err)
 {
+	struct o365_jwt_cert_info ci;
 	int n, r;
 
 	memset(x, 0, sizeof(*x));
@@ -70,6 +80,20 @@ sm_xoauth_init(struct sm_xoauth *x, const struct sm_conf *c, const struct o365_t
 		return O365_OK;
 	}
 	x->cfg.grant = O365_TOKSTORE_CLIENT_CREDENTIALS;
+	if (set(c->oauth_certificate_file)) {
+		x->certificate_file = c->oauth_certificate_file;
+		x->private_key_file = c->oauth_private_key_file;
+		if (!read_secret)
+			return O365_OK;
+		/* the key like a secret file: root-owned, read as root */
+		if ((r = o365_jwt_key_load(c->oauth_certificate_file, c->oauth_private_key_file, 0,
+		    &x->client_key, err)) != O365_OK)
+			return r;
+		o365_jwt_key_info(x->client_key, &ci);
+		snprintf(x->thumbprint, sizeof(x->thumbprint), "%s", ci.thumbprint);
+		x->cfg.client_key = x->client_key;
+		return O365_OK;
+	}
 	x->cfg.client_secret_file = c->oauth_client_secret_file;
 	if (!read_secret)
 		return O365_OK;
@@ -86,6 +110,8 @@ sm_xoauth_free(struct sm_xoauth *x)
 {
 	o365_secret_free(&x->client_secret);
 	x->cfg.client_secret = NULL;
+	o365_jwt_key_free(&x->client_key);
+	x->cfg.client_key = NULL;
 }
 
 int
@@ -173,6 +199,14 @@ sm_xoauth_alert_text(const struct sm_xoauth *x, int from_endpoint, int r,
 		snprintf(dst, size, "queue held: Entra ID refused the refresh token of %s (%s "
 		    "AADSTS%ld): run o365-sendmail --oauth-login as root and sign in as %s, then "
 		    "o365-sendmail -q", id, oerr->error, oerr->aadsts, id);
+	else if (r == O365_E_AUTH && strcmp(oerr->error, "invalid_client") == 0 &&
+	    x->certificate_file != NULL)
+		snprintf(dst, size, "queue held: Entra ID refused the certificate credential of "
+		    "app %s (invalid_client AADSTS%ld): upload %s (thumbprint %s) to the app's "
+		    "Certificates & secrets in Entra ID, or put the key that belongs to the "
+		    "uploaded certificate into %s; then o365-sendmail -q", cid, oerr->aadsts,
+		    x->certificate_file, x->thumbprint[0] != '\0' ? x->thumbprint : "?",
+		    x->private_key_file);
 	else if (r == O365_E_AUTH && strcmp(oerr->error, "invalid_client") == 0)
 		snprintf(dst, size, "queue held: Entra ID refused the client credentials of app %s "
 		    "(invalid_client AADSTS%ld): put a valid client secret into %s (or, for a "
@@ -189,6 +223,25 @@ sm_xoauth_alert_text(const struct sm_xoauth *x, int from_endpoint, int r,
 		    id, err->why);
 }
 
+/* The certificate credential: file, thumbprint, subject, expiry; never the key. */
+static void
+print_certificate(const struct sm_xoauth *x, FILE *fp)
+{
+	struct o365_jwt_cert_info ci;
+	char when[64];
+	struct tm tm;
+	time_t now = time(NULL);
+
+	o365_jwt_key_info(x->client_key, &ci);
+	if (gmtime_r(&ci.not_after, &tm) == NULL ||
+	    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(when, sizeof(when), "?");
+	fprintf(fp, "oauth2: certificate %s, thumbprint %s, subject %s, expires %s (%s)\n",
+	    x->certificate_file, ci.thumbprint, ci.subject, when,
+	    ci.not_after <= now ? "EXPIRED: upload a new one" :
+	    ci.not_after - now < 30 * 86400 ? "in less than 30 days: renew it" : "ok");
+}
+
 int
 sm_xoauth_print_status(const struct sm_xoauth *x, FILE *fp, struct o365_error *err)
 {
@@ -201,6 +254,8 @@ sm_xoauth_print_status(const struct sm_xoauth *x, FILE *fp, struct o365_error *e
 		return r;
 	fprintf(fp, "oauth2: identity %s, tenant %s, client_id %s, grant %s, scope %s\n",
 	    st.identity, st.tenant, st.client_id, st.grant, st.scope);
+	if (x->client_key != NULL)
+		print_certificate(x, fp);
 	if (st.cached && localtime_r(&st.expires_at, &tm) != NULL &&
 	    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S %z", &tm) > 0)
 		fprintf(fp, "oauth2: cached access token expires %s (in %llds)\n", when,

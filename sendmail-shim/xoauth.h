@@ -7,6 +7,9 @@
  *   oauth.client_secret_file  root-owned, not readable by others; read as
  *                             root before the runner drops privileges and
  *                             handed to the token store in memory.
+ *   oauth.private_key_file    (with oauth.certificate_file, instead of a
+ *                             client secret) the same rules and handling;
+ *                             the certificate itself is public.
  *   oauth.refresh_token_file  owned by the queue user, 0600, in a directory
  *                             the queue user may write (the rotated token is
  *                             renamed into place), e.g. <queue.dir>/state.
@@ -19,6 +22,7 @@
 #include <limits.h>
 #include <stdio.h>
 
+#include "o365/jwt.h"
 #include "o365/oauth.h"
 #include "o365/smtp.h"
 #include "o365/tokstore.h"
@@ -29,6 +33,10 @@
 struct sm_xoauth {
 	struct o365_tokstore_cfg	 cfg;
 	struct o365_secret		*client_secret;	/* client credentials: read as root */
+	struct o365_jwt_key		*client_key;	/* or a certificate: read as root */
+	const char			*certificate_file;	/* set for a certificate */
+	const char			*private_key_file;
+	char				 thumbprint[41];	/* of the loaded certificate */
 	char				 cache_dir[PATH_MAX];
 	time_t				 sess_expires;	/* the token of the open session */
 	long				 sess_left;	/* its seconds left at AUTH */
@@ -37,7 +45,8 @@ struct sm_xoauth {
 /* Non-zero when c asks for XOAUTH2. */
 int	sm_xoauth_enabled(const struct sm_conf *c);
 
-/* What relaying with xoauth2 needs in the config (keys, one grant). */
+/* What relaying with xoauth2 needs in the config (keys, exactly one of a
+ * client secret, a certificate and key, a refresh token). */
 int	sm_xoauth_check_conf(const struct sm_conf *c, struct o365_error *err) O365_MUST_CHECK;
 
 /*
