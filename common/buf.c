@@ -2,8 +2,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/crypto.h>
-
 #include "o365/buf.h"
 
 void
@@ -21,7 +19,7 @@ buf_compact(struct o365_buf *b)
 		return;
 	memmove(b->data, b->data + b->off, b->len - b->off);
 	if (b->secret)
-		OPENSSL_cleanse(b->data + b->len - b->off, b->off);
+		explicit_bzero(b->data + b->len - b->off, b->off);
 	b->len -= b->off;
 	b->off = 0;
 }
@@ -52,7 +50,7 @@ o365_buf_space(struct o365_buf *b, size_t n, int *r)
 			}
 			if (b->data != NULL) {
 				memcpy(p, b->data, b->len);
-				OPENSSL_cleanse(b->data, b->cap);
+				explicit_bzero(b->data, b->cap);
 				free(b->data);
 			}
 		} else if ((p = realloc(b->data, ncap)) == NULL) {
@@ -126,7 +124,7 @@ o365_buf_consume(struct o365_buf *b, size_t n)
 	b->off += n;
 	if (b->off == b->len) {
 		if (b->secret && b->data != NULL)
-			OPENSSL_cleanse(b->data, b->len);
+			explicit_bzero(b->data, b->len);
 		b->off = b->len = 0;
 	}
 }
@@ -135,7 +133,7 @@ void
 o365_buf_reset(struct o365_buf *b)
 {
 	if (b->secret && b->data != NULL)
-		OPENSSL_cleanse(b->data, b->cap);
+		explicit_bzero(b->data, b->cap);
 	b->len = b->off = 0;
 }
 
@@ -144,7 +142,7 @@ o365_buf_free(struct o365_buf *b)
 {
 	if (b->data != NULL) {
 		if (b->secret)
-			OPENSSL_cleanse(b->data, b->cap);
+			explicit_bzero(b->data, b->cap);
 		free(b->data);
 	}
 	b->data = NULL;

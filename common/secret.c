@@ -6,8 +6,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <openssl/crypto.h>
-
 #include "o365/limits.h"
 #include "o365/secret.h"
 
@@ -15,7 +13,7 @@ void
 o365_cleanse(void *p, size_t n)
 {
 	if (p != NULL && n > 0)
-		OPENSSL_cleanse(p, n);
+		explicit_bzero(p, n);
 }
 
 int
@@ -56,7 +54,7 @@ o365_secret_free(struct o365_secret **sp)
 	if (sp == NULL || (s = *sp) == NULL)
 		return;
 	if (s->data != NULL) {
-		OPENSSL_cleanse(s->data, s->len + 1);
+		explicit_bzero(s->data, s->len + 1);
 		free(s->data);
 	}
 	free(s);
@@ -165,7 +163,7 @@ o365_secret_read_file(const char *path, uid_t owner_uid, struct o365_secret **ou
 	r = O365_OK;
 out:
 	if (s != NULL && s->data != NULL) {
-		OPENSSL_cleanse(s->data, O365_MAX_SECRET_FILE + 2);
+		explicit_bzero(s->data, O365_MAX_SECRET_FILE + 2);
 		free(s->data);
 		s->data = NULL;
 	}

@@ -97,6 +97,10 @@ sm_args_parse(int argc, char *const argv[], struct sm_opts *o, char *why, size_t
 			} else if (strcmp(arg, "--queue-runner") == 0) {
 				o->mode = SM_MODE_RUNQ;	/* timer, path unit, cron */
 				o->force = 0;
+			} else if (strcmp(arg, "--background-runner") == 0) {
+				o->mode = SM_MODE_RUNQ;	/* internal: what -odb starts */
+				o->force = 0;
+				o->background = 1;
 			} else if (strcmp(arg, "--hold") == 0 || strcmp(arg, "--release") == 0 ||
 			    strcmp(arg, "--delete") == 0 || strcmp(arg, "--retry") == 0) {
 				if (i + 1 >= argc)

@@ -122,3 +122,44 @@ sm_conf_check_relay(const struct sm_conf *c, struct o365_error *err)
 		return o365_error_set(err, O365_E_CONFIG, "queue.dir must be an absolute path");
 	return O365_OK;
 }
+
+/* xoauth2 config checks live here, not in xoauth.c: the submitting front end
+ * links this file and must not pull in the token store (libcurl, OpenSSL). */
+
+static int
+set(const char *s)
+{
+	return s != NULL && s[0] != '\0';
+}
+
+int
+sm_xoauth_enabled(const struct sm_conf *c)
+{
+	return c->auth_mechanism != NULL && strcmp(c->auth_mechanism, "xoauth2") == 0;
+}
+
+int
+sm_xoauth_check_conf(const struct sm_conf *c, struct o365_error *err)
+{
+	int n;
+
+	if (!set(c->oauth_tenant))
+		return o365_error_set(err, O365_E_CONFIG, "auth.mechanism \"xoauth2\" needs oauth.tenant");
+	if (!set(c->oauth_client_id))
+		return o365_error_set(err, O365_E_CONFIG,
+		    "auth.mechanism \"xoauth2\" needs oauth.client_id");
+	if (set(c->oauth_certificate_file) != set(c->oauth_private_key_file))
+		return o365_error_set(err, O365_E_CONFIG, "oauth.%s needs oauth.%s too (a "
+		    "certificate credential is the PEM certificate and its private key)",
+		    set(c->oauth_certificate_file) ? "certificate_file" : "private_key_file",
+		    set(c->oauth_certificate_file) ? "private_key_file" : "certificate_file");
+	n = set(c->oauth_client_secret_file) + set(c->oauth_certificate_file) +
+	    set(c->oauth_refresh_token_file);
+	if (n != 1)
+		return o365_error_set(err, O365_E_CONFIG, "auth.mechanism \"xoauth2\" needs exactly "
+		    "one credential, not %d: oauth.client_secret_file, oauth.certificate_file (with "
+		    "private_key_file) or oauth.refresh_token_file", n);
+	if (c->oauth_authority != NULL && strncmp(c->oauth_authority, "https://", 8) != 0)
+		return o365_error_set(err, O365_E_CONFIG, "oauth.authority must start with https://");
+	return O365_OK;
+}

@@ -8,7 +8,9 @@
  * queue.c    spool layout, ids, envelope files, drops, pickup, locks, -bp
  * config.c   /etc/o365/sendmail.conf through o365_conf_load
  * relay.c    the queue runner (policy: retry, fail, bounce)
- * main.c     modes and exit codes
+ * cli.c      the modes both programs share (submission, -bs, -bv, -bp, control)
+ * front.c    o365-sendmail: intake without OpenSSL; execs the runner for the rest
+ * main.c     o365-sendmail-runner: every mode, network ones included
  */
 #ifndef O365_SM_H
 #define O365_SM_H
@@ -62,6 +64,7 @@ struct sm_opts {
 	int		 ignore_dots;	/* -i, -oi */
 	int		 verbose;	/* -v */
 	int		 force;		/* -q: whatever the backoff (--queue-runner: due ones only) */
+	int		 background;	/* --background-runner (internal, started by -odb): quiet */
 	const char	*sender;	/* -f / -r */
 	const char	*fullname;	/* -F */
 	const char	*config;	/* -C */

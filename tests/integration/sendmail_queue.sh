@@ -6,7 +6,9 @@ set -u
 W=${O365_WRAP:-}	# the valgrind runner sets it
 BUILD=$(cd "$1" && pwd)
 SRC=$(cd "$2" && pwd)
-BIN=$BUILD/sendmail-shim/o365-sendmail
+# the build-tree front end: it execs the build-tree runner (o365-sendmail
+# would exec the installed one); with -C, as root, it behaves the same
+BIN=$BUILD/sendmail-shim/o365-sendmail-test
 TBIN=$BUILD/sendmail-shim/o365-sendmail-test
 TCONF=$BUILD/sendmail-test/sendmail.conf
 [ "$(id -u)" = 0 ] || { echo "needs root"; exit 1; }

@@ -1,0 +1,77 @@
+#!/bin/bash
+# sendmail_frontend.sh: o365-sendmail (the program callers start for every
+# message) must not map OpenSSL, libcurl or json-c; the modes that talk to
+# the network run in o365-sendmail-runner, which it execs.
+#   - no DT_NEEDED entry and nothing in ldd's closure for libssl, libcrypto,
+#     libcurl, libjson-c (o365-sendmail and o365-sendmail-test);
+#   - at run time (LD_DEBUG=libs) a -bv and a -bp load libconfig (the
+#     detector works) and none of those libraries;
+#   - -q, which must reach the network, does load libssl: through the
+#     runner, which the front end execs (argv unchanged);
+#   - the installed front end names the libexec runner.
+# Runs as any user; needs no network and no queue user.
+set -u
+W=${O365_WRAP:-}	# unused: LD_DEBUG output is what is checked here
+BUILD=$(cd "$1" && pwd)
+FRONT=$BUILD/sendmail-shim/o365-sendmail
+TBIN=$BUILD/sendmail-shim/o365-sendmail-test
+RUNNER=$BUILD/sendmail-shim/o365-sendmail-runner
+for b in "$FRONT" "$TBIN" "$RUNNER"; do
+	[ -x "$b" ] || { echo "FAIL: $b not built"; exit 1; }
+done
+T=$(mktemp -d /tmp/o365-smf.XXXXXX)
+trap 'rm -rf "$T"' EXIT
+FAILS=0
+fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
+ok() { echo "ok: $*"; }
+HEAVY='lib(ssl|crypto|curl|json-c)\.so'
+
+for b in "$FRONT" "$TBIN"; do
+	n=$(basename "$b")
+	if readelf -d "$b" | grep NEEDED | grep -Eq "$HEAVY"; then
+		fail "$n: NEEDED $(readelf -d "$b" | grep NEEDED | grep -Eo "$HEAVY" | tr '\n' ' ')"
+	else
+		ok "$n: no NEEDED entry for OpenSSL, libcurl, json-c"
+	fi
+	if ldd "$b" | grep -Eq "$HEAVY"; then
+		fail "$n: ldd shows $(ldd "$b" | grep -Eo "$HEAVY" | tr '\n' ' ')"
+	else
+		ok "$n: ldd closure without them"
+	fi
+done
+# the check itself: the runner does link them
+readelf -d "$RUNNER" | grep NEEDED | grep -q 'libssl\.so' && ok "runner links libssl" ||
+	fail "runner does not link libssl: the check above proves nothing"
+
+# run time: a config the -bv and -bp modes accept (no queue needed for -bv)
+cat > "$T/sendmail.conf" <<CONF
+smtp = { host = "127.0.0.1"; port = 9; timeout = 5; };
+auth = { user = "relay@contoso.com"; password_file = "$T/secret"; };
+from = { address = "relay@contoso.com"; };
+queue = { dir = "$T/spool"; user = "o365-nouser-$$"; };
+CONF
+chmod 644 "$T/sendmail.conf"
+C=()
+[ "$(id -u)" = 0 ] && C=(-C "$T/sendmail.conf")
+if [ "$(id -u)" = 0 ]; then
+	LD_DEBUG=libs "$FRONT" "${C[@]}" -bv someone@contoso.com > "$T/bv.out" 2> "$T/bv.libs"
+	grep -q 'someone@contoso.com' "$T/bv.out" && ok "-bv ran" || fail "-bv output: $(cat "$T/bv.out")"
+	grep -q 'libconfig\.so' "$T/bv.libs" && ok "-bv: LD_DEBUG sees libconfig" ||
+		fail "-bv: LD_DEBUG shows no libconfig: the check proves nothing"
+	grep -Eq "$HEAVY" "$T/bv.libs" && fail "-bv loaded $(grep -Eo "$HEAVY" "$T/bv.libs" | sort -u | tr '\n' ' ')" ||
+		ok "-bv: no OpenSSL, libcurl, json-c loaded"
+	LD_DEBUG=libs "$FRONT" "${C[@]}" -bp > /dev/null 2> "$T/bp.libs"
+	grep -Eq "$HEAVY" "$T/bp.libs" && fail "-bp loaded $(grep -Eo "$HEAVY" "$T/bp.libs" | sort -u | tr '\n' ' ')" ||
+		ok "-bp: no OpenSSL, libcurl, json-c loaded"
+	# -q: the front end execs the build-tree runner (test variant), which loads them
+	LD_DEBUG=libs "$TBIN" "${C[@]}" -q > /dev/null 2> "$T/q.libs"
+	grep -q 'libssl\.so' "$T/q.libs" && ok "-q runs in the runner (libssl loaded after exec)" ||
+		fail "-q: no libssl in LD_DEBUG output: the runner was not executed"
+	grep -q 'queue user o365-nouser' "$T/q.libs" && ok "-q: the runner read the same -C config" ||
+		fail "-q: the runner did not report the missing queue user: $(grep -v '^ *[0-9]*:' "$T/q.libs")"
+fi
+grep -q "libexec/o365-unix/o365-sendmail-runner" "$FRONT" && ok "o365-sendmail execs the libexec runner" ||
+	fail "o365-sendmail does not name libexec/o365-unix/o365-sendmail-runner"
+
+[ "$FAILS" = 0 ] || { echo "$FAILS failure(s)"; exit 1; }
+echo "all ok"
