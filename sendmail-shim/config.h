@@ -36,6 +36,9 @@ struct sm_conf {
 	char	*oauth_client_id;
 	char	*oauth_client_secret_file;
 	char	*oauth_refresh_token_file;
+	char	*oauth_certificate_file;	/* with oauth_private_key_file: a certificate
+						 * credential instead of a client secret */
+	char	*oauth_private_key_file;
 };
 
 int	sm_conf_load(const char *path, struct sm_conf *c, struct o365_error *err) O365_MUST_CHECK;

@@ -595,6 +595,18 @@ drop_front(struct sm_env *e, size_t n)
 	return O365_OK;
 }
 
+/* Close the open session and give its connection slot back. */
+static void
+end_session(struct session *ss)
+{
+	struct o365_deadline dl;
+
+	o365_deadline_in(&dl, 2000);
+	o365_smtp_quit(&ss->s, &dl);
+	sm_flow_slot_release(ss->flow);
+	ss->need_rset = 0;
+}
+
 /*
  * Deliver one locked message in transactions of at most flow.max_recipients.
  * Returns a session-level error when the session is no longer usable, else
@@ -611,9 +623,18 @@ deliver(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 	char why[1200], badwhy[700];
 	size_t n;
 	unsigned stage;
-	int r, slot, was = 0, sent = 0, waiting = 0, counted = 0;
+	int r, slot, was = 0, sent = 0, waiting = 0, counted = 0, reused, retried = 0;
 
 	o365_error_clear(&err);
+again:
+	if (ss->s != NULL && ss->xo != NULL && sm_xoauth_session_stale(ss->xo, time(NULL))) {
+		/* XOAUTH2: a new session and token before this one expires */
+		o365_log(run->lg, LOG_INFO, "xoauth2: %s: the session's token expires in %llds: "
+		    "new session", run->conf->auth_user,
+		    (long long)(ss->xo->sess_expires - time(NULL)));
+		end_session(ss);
+	}
+	reused = ss->s != NULL;
 	if (ss->down[0] != '\0') {
 		/* the server could not be reached in this run: count the attempt
 		 * anyway, so every message ages and expires on time */
@@ -715,6 +736,21 @@ deliver(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 			memset(&later, 0, sizeof(later));
 			break;
 		}
+	}
+	if (r != O365_OK && reused && !retried && !sent && stage == SM_STAGE_MAIL &&
+	    !o365_smtp_usable(ss->s)) {
+		/* the server ended the session between two messages (idle, an
+		 * expired or revoked token): nothing of this one was sent, so
+		 * once more on a new session, not counted as an attempt */
+		reply_text(why, sizeof(why), &err);
+		o365_log(run->lg, LOG_NOTICE, "%s: the session ended before the message (%s): "
+		    "new session", e->id, why);
+		if (counted)
+			e->attempts--;
+		counted = 0;
+		retried = 1;
+		end_session(ss);
+		goto again;
 	}
 	if (later.n > 0 && rcpts_rest(e, &later, 0) != O365_OK && r == O365_OK)
 		r = O365_E_NOMEM;

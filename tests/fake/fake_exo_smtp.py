@@ -7,6 +7,7 @@ Usage:
                      [--max-conn 3] [--rate 30] [--minute 60] [--idle-timeout S]
                      [--fail MODE] [--fail-times N]
                      [--hostname NAME] [--host 127.0.0.1] [--log FILE]
+                     [--token-sessions] [--revoke-after N] [--data-delay SECONDS]
                      [--lifetime SECONDS]
 
 Listens on --host (default 127.0.0.1), port 0 (ephemeral), prints "PORT <n>"
@@ -84,6 +85,16 @@ after --lifetime seconds (default 60).  Python 3 stdlib only.  Behaves as
     stall-data    read the whole message but never answer the final dot
     quota         answer the final dot with "554 5.2.0 STOREDRV.Submission.
                   Exception:SubmissionQuotaExceededException; ..."
+--token-sessions: a session lives as long as the token it authenticated with,
+    like Exchange Online's IMAP ("* BYE Session invalidated -
+    AccessTokenExpired"): once that token has expired (tokens.json) or was
+    revoked, the session's next command is answered "421 4.7.0 Session
+    invalidated - AccessTokenExpired" and the connection closed.
+--revoke-after N: when the N-th message of the server's life is delivered,
+    the token of that session is revoked: AUTH with it gets 535 5.7.3
+    (logged "revoked"), and with --token-sessions the session ends.
+--data-delay SECONDS: wait this long before answering the final dot (a slow
+    server: a queue run then spans a known minimum time).
 --log FILE: one line per event ("conn 3 open 2" (2: connections open now,
     this one included), "conn 3 C: MAIL FROM:<...>", "conn 3 auth xoauth2
     user=U ok|bad-token|expired|...", "conn 3 deliver 2 at 12.345" (the
@@ -130,6 +141,7 @@ class Shared:
         self.msg_no = 0
         self.conn_no = 0
         self.open = 0             # connections open now
+        self.revoked = set()      # tokens refused from now on
         self.logf = open(args.log, "a", encoding="utf-8") if args.log else None
 
     def log(self, text):
@@ -201,6 +213,7 @@ class Session:
         self.tls = False
         self.helo = False
         self.user = None          # authenticated mailbox
+        self.token = None         # the XOAUTH2 token it authenticated with
         self.counted = None       # mailbox whose session slot we hold
         self.reset_tx()
 
@@ -286,6 +299,12 @@ class Session:
             arg = line[len(verb) + 1:] if " " in line else ""
             self.log("C: " + (line if verb != "AUTH" else "AUTH " + arg.split(" ")[0]
                               + (" <secret>" if " " in arg else "")))
+            if self.args.token_sessions and self.token is not None:
+                why = self.token_gone()
+                if why is not None:
+                    self.log("session invalidated: token %s" % why)
+                    self.send("421 4.7.0 Session invalidated - AccessTokenExpired %s" % DIAG)
+                    raise Closed()
             handler = getattr(self, "cmd_" + verb, None) if verb.isalpha() else None
             if handler is None:
                 self.send("500 5.3.3 Unrecognized command '%s'" % verb[:20])
@@ -382,9 +401,23 @@ class Session:
             self.readline()           # the client's empty answer (or "*")
             self.send("535 5.7.3 Authentication unsuccessful [%s]" % DIAG[1:-1])
             return
-        self.authenticated(user, "xoauth2")
+        if self.authenticated(user, "xoauth2"):
+            self.token = token
+
+    def token_gone(self):
+        """Why the session's token no longer holds, or None."""
+        with self.sh.lock:
+            if self.token in self.sh.revoked:
+                return "revoked"
+        ent = self.sh.tokens().get(self.token)
+        if ent is None or ent.get("expires_at", 0) <= time.time():
+            return "expired"
+        return None
 
     def check_token(self, user, token):
+        with self.sh.lock:
+            if token in self.sh.revoked:
+                return "revoked"
         ent = self.sh.tokens().get(token)
         if ent is None:
             return "bad-token"
@@ -445,11 +478,12 @@ class Session:
             self.log("auth %s user=%s concurrent-limit" % (mech, user))
             self.send("432 4.3.2 Concurrent connections limit exceeded. Visit "
                       "https://aka.ms/concurrent_sending for more information. %s" % DIAG)
-            return
+            return False
         self.counted = box
         self.user = user
         self.log("auth %s user=%s ok" % (mech, user))
         self.send("235 2.7.0 Authentication successful")
+        return True
 
     def release(self):
         if self.counted is not None:
@@ -549,6 +583,8 @@ class Session:
     def finish(self, msg):
         if self.fail == "stall-data":
             self.stall()
+        if self.args.data_delay > 0:
+            time.sleep(self.args.data_delay)
         if self.fail == "quota":
             self.send("554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; "
                       "Failed to process message due to a permanent exception with message "
@@ -582,6 +618,10 @@ class Session:
         env.append("Size: %d" % len(msg))
         write_atomic(base + ".env", ("\n".join(env) + "\n").encode("utf-8"))
         self.log("deliver %d at %.3f" % (n, at))
+        if self.args.revoke_after and n == self.args.revoke_after and self.token is not None:
+            with self.sh.lock:
+                self.sh.revoked.add(self.token)
+            self.log("token of this session revoked")
         self.send("250 2.0.0 OK <%d.%d@%s.outlook.office365.com> %s"
                   % (n, int(time.time()), self.args.hostname, DIAG))
         self.reset_tx()
@@ -627,6 +667,9 @@ def main():
     ap.add_argument("--hostname", default="SN4PR0501CA0001")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--log")
+    ap.add_argument("--token-sessions", action="store_true")
+    ap.add_argument("--revoke-after", type=int, default=0)
+    ap.add_argument("--data-delay", type=float, default=0.0)
     ap.add_argument("--lifetime", type=float, default=60.0)
     a = ap.parse_args()
 
