@@ -13,8 +13,8 @@
  *   <mailbox>.flow     text: sends in the last minute, recipients per minute
  *                      bucket over the last 24 hours, the quota and queue
  *                      holds; replaced atomically (temp file + rename)
- * Nothing here sleeps: every check says how long to wait and the runner
- * sleeps or defers.  The state is advisory: after a power loss the last
+ * No check here sleeps: each says how long to wait and the runner sleeps
+ * (sm_clock_sleep) or defers.  The state is advisory: after a power loss the last
  * counts may be lost (never the queue).
  */
 #ifndef O365_SM_FLOW_H
