@@ -634,7 +634,6 @@ again:
 		    (long long)(ss->xo->sess_expires - time(NULL)));
 		end_session(ss);
 	}
-	reused = ss->s != NULL;
 	if (ss->down[0] != '\0') {
 		/* the server could not be reached in this run: count the attempt
 		 * anyway, so every message ages and expires on time */
@@ -644,6 +643,7 @@ again:
 	}
 	pace(run, ss, (unsigned)(e->rcpts.n < ss->lim.max_recipients ? e->rcpts.n :
 	    ss->lim.max_recipients));
+	reused = ss->s != NULL;		/* after pace(): it may end the session */
 	if (ss->s == NULL) {
 		if (sm_flow_slot_take(ss->flow, &slot, &err) != O365_OK)
 			o365_log(run->lg, LOG_ERR, "flow slots: %s", err.why);
