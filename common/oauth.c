@@ -256,9 +256,9 @@ oauth_build_token_form(const struct o365_oauth_opts *o, const struct o365_oauth_
 			return r;
 		break;
 	case O365_GRANT_CLIENT_CREDENTIALS:
-		if (rq->client_secret == NULL)
-			return o365_error_set(err, O365_E_INVAL,
-			    "oauth: client credentials grant needs a client secret");
+		if ((rq->client_secret == NULL) == (rq->client_assertion == NULL))
+			return o365_error_set(err, O365_E_INVAL, "oauth: client credentials grant "
+			    "needs a client secret or a client assertion (one, not both)");
 		break;
 	case O365_GRANT_REFRESH_TOKEN:
 		if (rq->refresh_token == NULL)
@@ -281,6 +281,10 @@ oauth_build_token_form(const struct o365_oauth_opts *o, const struct o365_oauth_
 	if (rq->client_secret != NULL &&
 	    (r = o365_credential_check(rq->client_secret->data, rq->client_secret->len,
 	    "client secret", err)) != O365_OK)
+		return r;
+	if (rq->client_assertion != NULL &&
+	    (r = oauth_check_opaque(rq->client_assertion->data, rq->client_assertion->len,
+	    O365_MAX_TOKEN, "client assertion", err)) != O365_OK)
 		return r;
 
 	if ((r = oauth_form_str(form, "grant_type", gt)) != O365_OK ||
@@ -309,6 +313,13 @@ oauth_build_token_form(const struct o365_oauth_opts *o, const struct o365_oauth_
 	if (rq->client_secret != NULL &&
 	    (r = oauth_form_add(form, "client_secret", rq->client_secret->data,
 	    rq->client_secret->len)) != O365_OK)
+		goto out;
+	/* RFC 7523 2.2, RFC 7521 4.2 */
+	if (rq->client_assertion != NULL &&
+	    ((r = oauth_form_str(form, "client_assertion_type",
+	    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer")) != O365_OK ||
+	    (r = oauth_form_add(form, "client_assertion", rq->client_assertion->data,
+	    rq->client_assertion->len)) != O365_OK))
 		goto out;
 	r = O365_OK;
 out:
@@ -1111,6 +1122,24 @@ oauth_send(const struct o365_oauth_opts *o, const char *auth, size_t alen, const
 	r = oauth_post(o, auth, alen, host, endpoint, form, dl, h, err);
 	o365_buf_free(form);
 	return r;
+}
+
+int
+o365_oauth_endpoint_url(const struct o365_oauth_opts *o, const char *endpoint, char *dst,
+    size_t size, struct o365_error *err)
+{
+	const char *auth;
+	char host[OAUTH_MAX_AUTHORITY];
+	size_t alen;
+	int n, r;
+
+	o365_error_clear(err);
+	if ((r = oauth_check_opts(o, &auth, &alen, host, sizeof(host), err)) != O365_OK)
+		return r;
+	n = snprintf(dst, size, "%.*s/%s/oauth2/v2.0/%s", (int)alen, auth, o->tenant, endpoint);
+	if (n < 0 || (size_t)n >= size)
+		return o365_error_set(err, O365_E_CONFIG, "oauth: token endpoint URL too long");
+	return O365_OK;
 }
 
 int

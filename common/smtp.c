@@ -29,6 +29,7 @@ enum smtp_state {
 	SMTP_DATA,
 	SMTP_DOT,
 	SMTP_RSET,
+	SMTP_NOOP,
 	SMTP_QUIT,
 };
 
@@ -43,6 +44,7 @@ static const char *const smtp_state_names[] = {
 	[SMTP_DATA] = "DATA",
 	[SMTP_DOT] = "end of data",
 	[SMTP_RSET] = "RSET",
+	[SMTP_NOOP] = "NOOP",
 	[SMTP_QUIT] = "QUIT",
 };
 
@@ -1153,6 +1155,16 @@ o365_smtp_rset(struct o365_smtp *s, const struct o365_deadline *dl, struct o365_
 	if ((r = smtp_usable(s, err)) != O365_OK)
 		return r;
 	return smtp_simple(s, SMTP_RSET, "RSET\r\n", 250, 250, dl, err);
+}
+
+int
+o365_smtp_noop(struct o365_smtp *s, const struct o365_deadline *dl, struct o365_error *err)
+{
+	int r;
+
+	if ((r = smtp_usable(s, err)) != O365_OK)
+		return r;
+	return smtp_simple(s, SMTP_NOOP, "NOOP\r\n", 250, 250, dl, err);
 }
 
 void

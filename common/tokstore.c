@@ -87,10 +87,10 @@ tok_check_cfg(const struct o365_tokstore_cfg *cfg, struct o365_error *err)
 		return r;
 	switch (cfg->grant) {
 	case O365_TOKSTORE_CLIENT_CREDENTIALS:
-		if (cfg->client_secret == NULL &&
+		if (cfg->client_secret == NULL && cfg->client_key == NULL &&
 		    (cfg->client_secret_file == NULL || *cfg->client_secret_file == '\0'))
-			return o365_error_set(err, O365_E_CONFIG,
-			    "tokstore: the client credentials grant needs oauth.client_secret_file");
+			return o365_error_set(err, O365_E_CONFIG, "tokstore: the client credentials "
+			    "grant needs oauth.client_secret_file or a certificate");
 		break;
 	case O365_TOKSTORE_REFRESH_TOKEN:
 		if (cfg->refresh_token_file == NULL || *cfg->refresh_token_file == '\0')
@@ -496,20 +496,30 @@ tok_obtain(const struct o365_tokstore_cfg *cfg, const struct o365_deadline *dl,
     const struct o365_log *lg, struct o365_token **tok_out, int *rotated,
     struct o365_oauth_error *oerr, struct o365_error *err)
 {
-	struct o365_secret *csecret = NULL, *rt = NULL;
+	struct o365_secret *csecret = NULL, *rt = NULL, *assertion = NULL;
 	struct o365_oauth_request rq = { 0 };
 	struct o365_token *tok = NULL;
+	char aud[1024];
 	int r;
 
 	*tok_out = NULL;
 	*rotated = 0;
-	if (cfg->client_secret == NULL && cfg->client_secret_file != NULL &&
+	if (cfg->grant == O365_TOKSTORE_CLIENT_CREDENTIALS && cfg->client_key != NULL) {
+		/* a new assertion per request: it lives 10 minutes */
+		if ((r = o365_oauth_endpoint_url(&cfg->oauth, "token", aud, sizeof(aud),
+		    err)) != O365_OK ||
+		    (r = o365_jwt_assertion(cfg->client_key, cfg->oauth.client_id, aud, time(NULL),
+		    &assertion, err)) != O365_OK)
+			goto out;
+		rq.client_assertion = assertion;
+	} else if (cfg->client_secret == NULL && cfg->client_secret_file != NULL &&
 	    *cfg->client_secret_file != '\0' &&
 	    (r = o365_secret_read_file(cfg->client_secret_file, cfg->owner_uid, &csecret,
 	    err)) != O365_OK)
 		goto out;
 	rq.scope = tok_scope(cfg);
-	rq.client_secret = cfg->client_secret != NULL ? cfg->client_secret : csecret;
+	if (assertion == NULL)
+		rq.client_secret = cfg->client_secret != NULL ? cfg->client_secret : csecret;
 	if (cfg->grant == O365_TOKSTORE_CLIENT_CREDENTIALS) {
 		rq.grant = O365_GRANT_CLIENT_CREDENTIALS;
 	} else {
@@ -539,6 +549,7 @@ tok_obtain(const struct o365_tokstore_cfg *cfg, const struct o365_deadline *dl,
 out:
 	o365_token_free(&tok);
 	o365_secret_free(&csecret);
+	o365_secret_free(&assertion);
 	o365_secret_free(&rt);
 	return r;
 }
@@ -667,7 +678,8 @@ o365_tokstore_status(const struct o365_tokstore_cfg *cfg, struct o365_tokstore_s
 	o365_secret_free(&s);
 	file = cfg->grant == O365_TOKSTORE_CLIENT_CREDENTIALS ? cfg->client_secret_file :
 	    cfg->refresh_token_file;
-	if (cfg->grant == O365_TOKSTORE_CLIENT_CREDENTIALS && cfg->client_secret != NULL) {
+	if (cfg->grant == O365_TOKSTORE_CLIENT_CREDENTIALS &&
+	    (cfg->client_secret != NULL || cfg->client_key != NULL)) {
 		out->secret_ok = 1;	/* read by the caller already */
 	} else if (o365_secret_read_file(file, cfg->owner_uid, &s, &serr) == O365_OK) {
 		out->secret_ok = 1;
@@ -692,6 +704,14 @@ tok_poll_wait(const struct o365_tokstore_cfg *cfg, unsigned int secs,
 		    "tokstore: device login: out of time while waiting for the sign-in");
 	tok_sleep_ms(secs * 1000U);
 	return O365_OK;
+}
+
+/* Tell the front end (if it asked) that the poll goes on waiting. */
+static void
+tok_poll_said(const struct o365_tokstore_cfg *cfg, const char *state, long interval, long left)
+{
+	if (cfg->poll_fn != NULL)
+		cfg->poll_fn(cfg->poll_ctx, state, interval, left > 0 ? left : 0);
 }
 
 int
@@ -761,11 +781,15 @@ o365_tokstore_device_login(const struct o365_tokstore_cfg *cfg,
 		r = o365_oauth_token(&cfg->oauth, &rq, dl, lg, &tok, oerr, err);
 		if (r == O365_OK)
 			break;
-		if (r == O365_E_AUTH && strcmp(oerr->error, "authorization_pending") == 0)
+		if (r == O365_E_AUTH && strcmp(oerr->error, "authorization_pending") == 0) {
+			tok_poll_said(cfg, "authorization_pending", interval, dc->expires_in - waited);
 			continue;
+		}
 		if ((r == O365_E_AUTH && strcmp(oerr->error, "slow_down") == 0) ||
 		    r == O365_E_TEMP) {
 			interval += TOK_SLOWDOWN_SECS;
+			tok_poll_said(cfg, r == O365_E_TEMP ? "busy" : "slow_down", interval,
+			    dc->expires_in - waited);
 			continue;
 		}
 		break;		/* authorization_declined, expired_token, bad client, ... */

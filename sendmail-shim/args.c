@@ -110,6 +110,11 @@ sm_args_parse(int argc, char *const argv[], struct sm_opts *o, char *why, size_t
 				o->ctl_id = argv[++i];
 			} else if (strcmp(arg, "--probe") == 0) {
 				o->mode = SM_MODE_PROBE;
+			} else if (strcmp(arg, "--test-send") == 0) {
+				if (i + 1 >= argc || argv[i + 1][0] == '\0')
+					return args_fail(why, whysz, "--test-send needs an address");
+				o->mode = SM_MODE_TEST_SEND;
+				o->test_rcpt = argv[++i];
 			} else if (strcmp(arg, "--failed") == 0) {
 				o->mode = SM_MODE_FAILED;
 			} else if (strcmp(arg, "--check") == 0) {

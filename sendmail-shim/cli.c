@@ -83,6 +83,7 @@ sm_cli_usage(void)
 	    "  --delete ID|ALL   remove messages without a bounce (root)\n"
 	    "  --failed          list the messages in failed/ (root)\n"
 	    "  --probe           connect, show TLS and capabilities, try AUTH (root)\n"
+	    "  --test-send ADDR  send a test message now, show the SMTP transcript (root)\n"
 	    "  --oauth-login sign in once for auth.mechanism xoauth2 (root)\n", SM_PROG);
 }
 

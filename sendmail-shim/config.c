@@ -45,12 +45,18 @@ static const struct o365_conf_key sm_keys[] = {
 	    .def_i = SM_FLOW_DAY_RECIPIENTS, .min = 1, .max = 10000000 },
 	{ .path = "flow.max_recipients", .type = O365_CONF_INT, .off = OFF(flow_max_recipients),
 	    .def_i = SM_FLOW_MAX_RECIPIENTS, .min = 1, .max = SM_MAX_RCPTS },
+	{ .path = "flow.hold_retry", .type = O365_CONF_INT, .off = OFF(flow_hold_retry),
+	    .def_i = SM_FLOW_HOLD_RETRY, .min = 60, .max = 86400 },
+	{ .path = "flow.hold_retry_max", .type = O365_CONF_INT, .off = OFF(flow_hold_retry_max),
+	    .def_i = SM_FLOW_HOLD_RETRY_MAX, .min = 60, .max = 7 * 86400 },
 	{ .path = "oauth.authority", .type = O365_CONF_STR, .off = OFF(oauth_authority),
 	    .def_s = "https://login.microsoftonline.com" },
 	{ .path = "oauth.tenant", .type = O365_CONF_STR, .off = OFF(oauth_tenant) },
 	{ .path = "oauth.client_id", .type = O365_CONF_STR, .off = OFF(oauth_client_id) },
 	{ .path = "oauth.client_secret_file", .type = O365_CONF_STR, .off = OFF(oauth_client_secret_file) },
 	{ .path = "oauth.refresh_token_file", .type = O365_CONF_STR, .off = OFF(oauth_refresh_token_file) },
+	{ .path = "oauth.certificate_file", .type = O365_CONF_STR, .off = OFF(oauth_certificate_file) },
+	{ .path = "oauth.private_key_file", .type = O365_CONF_STR, .off = OFF(oauth_private_key_file) },
 };
 
 int
@@ -139,15 +145,24 @@ sm_xoauth_enabled(const struct sm_conf *c)
 int
 sm_xoauth_check_conf(const struct sm_conf *c, struct o365_error *err)
 {
+	int n;
+
 	if (!set(c->oauth_tenant))
 		return o365_error_set(err, O365_E_CONFIG, "auth.mechanism \"xoauth2\" needs oauth.tenant");
 	if (!set(c->oauth_client_id))
 		return o365_error_set(err, O365_E_CONFIG,
 		    "auth.mechanism \"xoauth2\" needs oauth.client_id");
-	if (set(c->oauth_client_secret_file) == set(c->oauth_refresh_token_file))
-		return o365_error_set(err, O365_E_CONFIG, "auth.mechanism \"xoauth2\" needs exactly one of "
-		    "oauth.client_secret_file (client credentials) and oauth.refresh_token_file "
-		    "(delegated, see --oauth-login)");
+	if (set(c->oauth_certificate_file) != set(c->oauth_private_key_file))
+		return o365_error_set(err, O365_E_CONFIG, "oauth.%s needs oauth.%s too (a "
+		    "certificate credential is the PEM certificate and its private key)",
+		    set(c->oauth_certificate_file) ? "certificate_file" : "private_key_file",
+		    set(c->oauth_certificate_file) ? "private_key_file" : "certificate_file");
+	n = set(c->oauth_client_secret_file) + set(c->oauth_certificate_file) +
+	    set(c->oauth_refresh_token_file);
+	if (n != 1)
+		return o365_error_set(err, O365_E_CONFIG, "auth.mechanism \"xoauth2\" needs exactly "
+		    "one credential, not %d: oauth.client_secret_file, oauth.certificate_file (with "
+		    "private_key_file) or oauth.refresh_token_file", n);
 	if (c->oauth_authority != NULL && strncmp(c->oauth_authority, "https://", 8) != 0)
 		return o365_error_set(err, O365_E_CONFIG, "oauth.authority must start with https://");
 	return O365_OK;

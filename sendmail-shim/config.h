@@ -29,11 +29,16 @@ struct sm_conf {
 	int	 flow_per_minute;
 	int	 flow_day_recipients;
 	int	 flow_max_recipients;
+	int	 flow_hold_retry;	/* a held queue: first retry, seconds (900) */
+	int	 flow_hold_retry_max;	/* ... doubling up to this (21600) */
 	char	*oauth_authority;	/* auth.mechanism "xoauth2" (xoauth.c) */
 	char	*oauth_tenant;
 	char	*oauth_client_id;
 	char	*oauth_client_secret_file;
 	char	*oauth_refresh_token_file;
+	char	*oauth_certificate_file;	/* with oauth_private_key_file: a certificate
+						 * credential instead of a client secret */
+	char	*oauth_private_key_file;
 };
 
 int	sm_conf_load(const char *path, struct sm_conf *c, struct o365_error *err) O365_MUST_CHECK;

@@ -28,6 +28,10 @@
 #define FLOW_MAX_KEY	200				/* the escaped mailbox in file names */
 #define FLOW_MAX_SLOTS	64
 #define FLOW_QUOTA_WAIT	3600				/* quota hit with nothing recorded */
+/* The rate window: Exchange counts 60 s of real time, the state whole
+ * seconds (a send stamped t went out in [t, t + 1)): one second more keeps
+ * per_minute + 1 sends out of any real minute. */
+#define FLOW_RATE_WINDOW	61
 
 struct flow_bucket {
 	long long	t;		/* start of the minute */
@@ -48,6 +52,7 @@ struct sm_flow {
 	/* the state while the lock is held */
 	long long		 hold_until;
 	int			 held;
+	unsigned		 hold_tries;	/* failed tries of this hold (the slow schedule) */
 	char			 hold_reason[256];
 	long long		 quota_until;
 	long long		*m;		/* send times in the last minute, ascending */
@@ -97,6 +102,31 @@ sm_flow_set_clock(struct sm_flow *f, long long (*now)(void *ctx), void *ctx)
 {
 	f->now = now != NULL ? now : flow_time;
 	f->now_ctx = ctx;
+}
+
+long long
+sm_clock_now(const struct sm_clock *c)
+{
+	if (c != NULL && c->now != NULL)
+		return c->now(c->ctx);
+	return (long long)time(NULL);
+}
+
+void
+sm_clock_sleep(const struct sm_clock *c, long long s)
+{
+	struct timespec ts;
+
+	if (s <= 0)
+		return;
+	if (c != NULL && c->sleep != NULL) {
+		c->sleep(c->ctx, s);
+		return;
+	}
+	ts.tv_sec = (time_t)s;
+	ts.tv_nsec = 0;
+	while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+		;
 }
 
 /* The mailbox as a file name: lower case, [a-z0-9.@_+-] kept, the rest %XX. */
@@ -374,7 +404,7 @@ flow_parse_line(struct sm_flow *f, char *line, long long now)
 				t = now;	/* saved so: the wait ends */
 				f->dirty = 1;
 			}
-			if (t > now - 60)
+			if (t > now - FLOW_RATE_WINDOW)
 				flow_add_send(f, t);
 		}
 	} else if (strncmp(line, "d ", 2) == 0) {
@@ -391,6 +421,9 @@ flow_parse_line(struct sm_flow *f, char *line, long long now)
 	} else if (strncmp(line, "quota ", 6) == 0) {
 		if (parse_ll(line + 6, &end, &t) && *end == '\0')
 			f->quota_until = t;
+	} else if (strncmp(line, "holdtries ", 10) == 0) {
+		if (parse_ll(line + 10, &end, &t) && *end == '\0' && t <= 1000000)
+			f->hold_tries = (unsigned)t;
 	} else if (strncmp(line, "hold ", 5) == 0) {
 		if (parse_ll(line + 5, &end, &t) && (*end == ' ' || *end == '\0')) {
 			f->held = 1;
@@ -411,6 +444,7 @@ flow_load(struct sm_flow *f, long long now, struct o365_error *err)
 	int fd, r = O365_OK;
 
 	f->held = 0;
+	f->hold_tries = 0;
 	f->hold_until = f->quota_until = 0;
 	f->hold_reason[0] = '\0';
 	f->nm = f->nd = 0;
@@ -472,6 +506,9 @@ flow_save(struct sm_flow *f, long long now, struct o365_error *err)
 		goto fail;
 	if (f->held && sm_out_printf(&out, "hold %lld %s\n", f->hold_until, f->hold_reason) != O365_OK)
 		goto fail;
+	if (f->held && f->hold_tries > 0 &&
+	    sm_out_printf(&out, "holdtries %u\n", f->hold_tries) != O365_OK)
+		goto fail;
 	if (f->quota_until > now && sm_out_printf(&out, "quota %lld\n", f->quota_until) != O365_OK)
 		goto fail;
 	for (i = 0; i < f->nm; i++)
@@ -501,21 +538,26 @@ fail:
 	return r;
 }
 
-/* Seconds until nrcpt fits; 0 when it fits now. */
+/* Seconds until nrcpt fits; 0 when it fits now.  *why the longest wait's. */
 static long long
-flow_wait(const struct sm_flow *f, unsigned nrcpt, long long now)
+flow_wait(const struct sm_flow *f, unsigned nrcpt, long long now, enum sm_flow_wait *why)
 {
 	unsigned long used = 0, freed = 0;
 	long long wait = 0, w;
 	size_t i;
 
-	if (f->quota_until > now)
+	*why = SM_FLOW_GO;
+	if (f->quota_until > now) {
 		wait = f->quota_until - now;
+		*why = SM_FLOW_QUOTA;
+	}
 	if (f->nm >= f->lim.per_minute) {
-		/* the oldest of the last per_minute sends must be 60 s old */
-		w = f->m[f->nm - f->lim.per_minute] + 60 - now;
-		if (w > wait)
+		/* the oldest of the last per_minute sends must be a minute old */
+		w = f->m[f->nm - f->lim.per_minute] + FLOW_RATE_WINDOW - now;
+		if (w > wait) {
 			wait = w;
+			*why = SM_FLOW_RATE;
+		}
 	}
 	for (i = 0; i < f->nd; i++)
 		used += f->d[i].n;
@@ -528,25 +570,34 @@ flow_wait(const struct sm_flow *f, unsigned nrcpt, long long now)
 			if (used - freed + nrcpt <= f->lim.day_recipients || used == freed)
 				break;
 		}
-		if (w > wait)
+		if (w > wait) {
 			wait = w;
+			*why = SM_FLOW_DAY;
+		}
 	}
+	if (wait <= 0)
+		*why = SM_FLOW_GO;
 	return wait > 0 ? wait : 0;
 }
 
 static int
 flow_reserve(struct sm_flow *f, unsigned nrcpt, int record, long long *wait_out,
-    struct o365_error *err)
+    enum sm_flow_wait *why_out, struct o365_error *err)
 {
 	long long now = f->now(f->now_ctx);
+	enum sm_flow_wait why = SM_FLOW_GO;
 	int r;
 
 	*wait_out = 0;
+	if (why_out != NULL)
+		*why_out = SM_FLOW_GO;
 	if ((r = flow_lock(f, err)) != O365_OK)
 		return r;
 	if ((r = flow_load(f, now, err)) != O365_OK)
 		goto out;
-	*wait_out = flow_wait(f, nrcpt, now);
+	*wait_out = flow_wait(f, nrcpt, now, &why);
+	if (why_out != NULL)
+		*why_out = why;
 	if (*wait_out == 0 && record) {
 		flow_add_send(f, now);
 		if (nrcpt > 0)
@@ -563,13 +614,27 @@ out:
 int
 sm_flow_reserve(struct sm_flow *f, unsigned nrcpt, long long *wait_out, struct o365_error *err)
 {
-	return flow_reserve(f, nrcpt, 1, wait_out, err);
+	return flow_reserve(f, nrcpt, 1, wait_out, NULL, err);
+}
+
+int
+sm_flow_reserve_why(struct sm_flow *f, unsigned nrcpt, long long *wait_out,
+    enum sm_flow_wait *why_out, struct o365_error *err)
+{
+	return flow_reserve(f, nrcpt, 1, wait_out, why_out, err);
+}
+
+int
+sm_flow_check_why(struct sm_flow *f, unsigned nrcpt, long long *wait_out,
+    enum sm_flow_wait *why_out, struct o365_error *err)
+{
+	return flow_reserve(f, nrcpt, 0, wait_out, why_out, err);
 }
 
 int
 sm_flow_check(struct sm_flow *f, unsigned nrcpt, long long *wait_out, struct o365_error *err)
 {
-	return flow_reserve(f, nrcpt, 0, wait_out, err);
+	return flow_reserve(f, nrcpt, 0, wait_out, NULL, err);
 }
 
 int
@@ -610,9 +675,54 @@ sm_flow_hold(struct sm_flow *f, long long until, const char *reason, int *first_
 		goto out;
 	if (first_out != NULL)
 		*first_out = !f->held;
+	if (!f->held)
+		f->hold_tries = 1;
 	f->held = 1;
 	f->hold_until = until;
 	/* one line, printable: it goes back into the state file and logs */
+	o365_sanitize(f->hold_reason, sizeof(f->hold_reason), reason != NULL ? reason : "",
+	    reason != NULL ? strlen(reason) : 0);
+	r = flow_save(f, now, err);
+out:
+	flow_unlock(f);
+	return r;
+}
+
+int
+sm_flow_hold_backoff(struct sm_flow *f, long long first, long long max, int restart,
+    const char *reason, int *first_out, long long *until_out, struct o365_error *err)
+{
+	long long now = f->now(f->now_ctx), delay;
+	unsigned i;
+	int r;
+
+	if (first_out != NULL)
+		*first_out = 0;
+	if (until_out != NULL)
+		*until_out = 0;
+	if (first < 1)
+		first = 1;
+	if (max < first)
+		max = first;
+	if ((r = flow_lock(f, err)) != O365_OK)
+		return r;
+	if ((r = flow_load(f, now, err)) != O365_OK)
+		goto out;
+	if (first_out != NULL)
+		*first_out = !f->held;
+	/* tries of this hold so far, this one included */
+	if (!f->held || restart || f->hold_tries == 0)
+		f->hold_tries = 1;
+	else if (f->hold_tries < 1000000)
+		f->hold_tries++;
+	for (delay = first, i = 1; i < f->hold_tries && delay < max; i++)
+		delay *= 2;
+	if (delay > max)
+		delay = max;
+	f->held = 1;
+	f->hold_until = now + delay;
+	if (until_out != NULL)
+		*until_out = f->hold_until;
 	o365_sanitize(f->hold_reason, sizeof(f->hold_reason), reason != NULL ? reason : "",
 	    reason != NULL ? strlen(reason) : 0);
 	r = flow_save(f, now, err);

@@ -13,8 +13,8 @@
  *   <mailbox>.flow     text: sends in the last minute, recipients per minute
  *                      bucket over the last 24 hours, the quota and queue
  *                      holds; replaced atomically (temp file + rename)
- * Nothing here sleeps: every check says how long to wait and the runner
- * sleeps or defers.  The state is advisory: after a power loss the last
+ * No check here sleeps: each says how long to wait and the runner sleeps
+ * (sm_clock_sleep) or defers.  The state is advisory: after a power loss the last
  * counts may be lost (never the queue).
  */
 #ifndef O365_SM_FLOW_H
@@ -27,7 +27,8 @@
 
 struct sm_flow_limits {
 	unsigned	connections;	/* concurrent SMTP sessions (3; 1..64) */
-	unsigned	per_minute;	/* messages per rolling 60 s (30; 1..10000) */
+	unsigned	per_minute;	/* messages per rolling minute (30; 1..10000); the
+					 * state counts whole seconds, so 61 s of stamps */
 	unsigned	day_recipients;	/* recipients per rolling 24 h (10000; 1..10000000) */
 	unsigned	max_recipients;	/* recipients per transaction (500; 1..SM_MAX_RCPTS) */
 };
@@ -37,6 +38,8 @@ struct sm_flow_limits {
 #define SM_FLOW_DAY_RECIPIENTS	10000
 #define SM_FLOW_MAX_RECIPIENTS	500
 #define SM_FLOW_WINDOW		86400	/* seconds in the recipient window */
+#define SM_FLOW_HOLD_RETRY	900	/* a held queue: first retry after 15 min, */
+#define SM_FLOW_HOLD_RETRY_MAX	21600	/* doubling up to 6 h (flow.hold_retry*) */
 
 /* Exchange Online's defaults. */
 void	sm_flow_limits_default(struct sm_flow_limits *l);
@@ -68,6 +71,21 @@ void	sm_flow_close(struct sm_flow **fp);
 void	sm_flow_set_clock(struct sm_flow *f, long long (*now)(void *ctx), void *ctx);
 
 /*
+ * The queue runner's clock (relay.h's struct sm_run): the flow state, the
+ * queue's Next-Try times and the runner's sleeps all follow it.  NULL
+ * members mean the real clock (time(NULL), nanosleep).  Only test builds
+ * (o365-sendmail-test) install another one: shifted or running faster.
+ */
+struct sm_clock {
+	long long	(*now)(void *ctx);		/* seconds since the epoch */
+	void		(*sleep)(void *ctx, long long s);	/* s seconds of this clock */
+	void		*ctx;
+};
+
+long long	sm_clock_now(const struct sm_clock *c);	/* c may be NULL */
+void		sm_clock_sleep(const struct sm_clock *c, long long s);
+
+/*
  * Take one of the lim.connections slots without waiting: O365_OK with
  * *slot_out the slot number, or -1 when every slot is held (by this or any
  * other process: do not connect, defer).  Taking again while holding one
@@ -93,6 +111,22 @@ int	sm_flow_slot(const struct sm_flow *f);
 int	sm_flow_reserve(struct sm_flow *f, unsigned nrcpt, long long *wait_out,
 	    struct o365_error *err) O365_MUST_CHECK;
 
+/* What a wait is for (sm_flow_reserve_why): the longest of them. */
+enum sm_flow_wait {
+	SM_FLOW_GO,		/* no wait */
+	SM_FLOW_RATE,		/* per_minute: at most 60 s */
+	SM_FLOW_DAY,		/* the 24 h recipient budget */
+	SM_FLOW_QUOTA,		/* the server's quota reply (sm_flow_quota_hit) */
+};
+
+/* sm_flow_reserve, and *why_out says which limit the wait is for. */
+int	sm_flow_reserve_why(struct sm_flow *f, unsigned nrcpt, long long *wait_out,
+	    enum sm_flow_wait *why_out, struct o365_error *err) O365_MUST_CHECK;
+
+/* As sm_flow_reserve_why but never records anything (the runner's pacing). */
+int	sm_flow_check_why(struct sm_flow *f, unsigned nrcpt, long long *wait_out,
+	    enum sm_flow_wait *why_out, struct o365_error *err) O365_MUST_CHECK;
+
 /* As sm_flow_reserve but never records anything (mailq, the runner's plan). */
 int	sm_flow_check(struct sm_flow *f, unsigned nrcpt, long long *wait_out,
 	    struct o365_error *err) O365_MUST_CHECK;
@@ -116,6 +150,19 @@ int	sm_flow_quota_clear(struct sm_flow *f, int *was_out, struct o365_error *err)
  * one alert and not one per message or runner.
  */
 int	sm_flow_hold(struct sm_flow *f, long long until, const char *reason, int *first_out,
+	    struct o365_error *err) O365_MUST_CHECK;
+
+/*
+ * The slow schedule of a held queue: hold it (as sm_flow_hold) until now +
+ * first seconds for the first try of a hold, doubled for every further
+ * failed try of the same hold up to max (15 min doubling to 6 h by
+ * default).  restart: the admin forced this try (-q): the schedule starts
+ * over at first, but it is still the same hold (no second alert).
+ * *first_out (may be NULL): a new hold, log the alert; *until_out (may be
+ * NULL): the next try.  The count of tries lives in the state file.
+ */
+int	sm_flow_hold_backoff(struct sm_flow *f, long long first, long long max, int restart,
+	    const char *reason, int *first_out, long long *until_out,
 	    struct o365_error *err) O365_MUST_CHECK;
 
 /* The hold: *until_out 0 when the queue is not held, else when the next

@@ -5,7 +5,7 @@
  * handles the modes that never talk to the network (submission with -odq
  * and -odb, -bs, -bv, -bp, queue control; cli.c) and links neither OpenSSL
  * nor libcurl nor json-c.  For everything else (-q, --queue-runner, -odi,
- * --probe, --check, --init, --oauth-login) it execs the back end,
+ * --probe, --test-send, --check, --init, --oauth-login) it execs the back end,
  * SM_RUNNER_PATH, with argv unchanged.
  */
 #include <errno.h>

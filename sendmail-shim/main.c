@@ -2,8 +2,8 @@
  * main.c: o365-sendmail-runner, the back end of o365-sendmail (installed in
  * libexec).  It runs every mode; o365-sendmail handles the intake modes
  * itself (cli.c) and execs this program, argv unchanged, for the rest: -q,
- * --queue-runner, -odi, --probe, --check, --init, --oauth-login and the
- * detached runner that -odb starts.
+ * --queue-runner, -odi, --probe, --test-send, --check, --init, --oauth-login
+ * and the detached runner that -odb starts.
  *
  * Built twice: o365-sendmail-runner (with xoauth_none.c: OpenSSL but no
  * libcurl or json-c), which execs o365-sendmail-runner-oauth (SM_OAUTH_
@@ -27,7 +27,11 @@
 #include "flow.h"
 #include "probe.h"
 #include "relay.h"
+#include "testsend.h"
 #include "xoauth.h"
+#ifdef SM_TESTING
+#include "testclock.h"
+#endif
 
 
 /* ---- --init ---- */
@@ -253,6 +257,9 @@ run_now(struct sm_cli *x, const char *only_id, int force, int quiet)
 	run.force = force;
 	run.only_id = only_id;
 	run.background = x->o.background;
+#ifdef SM_TESTING
+	run.clock = sm_test_clock();
+#endif
 	r = sm_run_queue(&run, &err);
 	sm_queue_close(&q);
 	if (r != O365_OK && run.held) {
@@ -321,6 +328,29 @@ mode_probe(struct sm_cli *x)
 	return r == O365_E_CONFIG ? EX_CONFIG : EX_UNAVAILABLE;
 }
 
+/* --test-send ADDR (testsend.c): the runner drops root, so it ends the program. */
+static int
+mode_test_send(struct sm_cli *x)
+{
+	struct sm_test_send ts;
+	int rc;
+
+	if ((rc = sm_cli_need_root("--test-send")) != EX_OK || (rc = sm_cli_need_quser(x)) != EX_OK)
+		return rc;
+	memset(&ts, 0, sizeof(ts));
+	ts.conf = &x->c;
+	ts.policy = &x->pol;
+	ts.lg = &x->lg;
+	ts.quid = x->quid;
+	ts.qgid = x->qgid;
+	ts.rcpt = x->o.test_rcpt;
+	ts.fqdn = x->fqdn;
+#ifdef SM_TESTING
+	ts.clock = sm_test_clock();
+#endif
+	return sm_test_send(&ts, stdout);
+}
+
 static int
 deliver_now(struct sm_cli *x, const char *id)
 {
@@ -370,6 +400,9 @@ main(int argc, char **argv)
 		break;
 	case SM_MODE_PROBE:
 		rc = mode_probe(&x);
+		break;
+	case SM_MODE_TEST_SEND:
+		rc = mode_test_send(&x);
 		break;
 	case SM_MODE_OAUTH_LOGIN:
 		rc = mode_oauth_login(&x);

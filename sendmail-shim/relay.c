@@ -9,6 +9,18 @@
  * One SMTP session carries every due message (RSET between them).  A
  * connection-level failure ends the run; the remaining messages stay queued
  * untouched.
+ *
+ * Draining under flow.per_minute: a rate wait (at most 60 s) is slept
+ * through.  On a wait up to SM_KEEP_OPEN the session stays open, with a NOOP
+ * every SM_NOOP_EVERY seconds (Exchange Online drops idle sessions); a
+ * longer one ends the session politely (QUIT, the connection slot is kept)
+ * and the next message opens a new one.  Waits for the 24 h recipient
+ * budget, the quota or a held queue end the run: the timer comes back.
+ * The queue is listed again after each pass that sent something (for what
+ * other runners left), so a backlog drains in one run at the configured
+ * rate, together with what is submitted meanwhile (a root submitter that
+ * finds the runner lock held starts no runner of its own); the run's own
+ * reports wait for the next run.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -45,6 +57,11 @@ sm_drop_privileges(uid_t uid, gid_t gid, struct o365_error *err)
 	return O365_OK;
 }
 
+#define SM_MAX_SLEEP	60	/* longest wait slept through: a per_minute wait */
+#define SM_KEEP_OPEN	30	/* longer waits QUIT and reconnect after */
+#define SM_NOOP_EVERY	15	/* while waiting on an open session, a NOOP this often */
+#define SM_MAX_PASSES	1000	/* passes over the queue in one run (a bound) */
+
 struct session {
 	struct o365_smtp	*s;
 	struct o365_tls_opts	 tls;
@@ -57,7 +74,14 @@ struct session {
 	char			 down[1200];	/* why no session could be opened in this run */
 	struct sm_xoauth	*xo;		/* auth.mechanism "xoauth2" */
 	char			 held[1200];	/* the token was refused for good: the alert */
+	int			 rate_logged;	/* "draining at per_minute" said once */
 };
+
+static long long
+run_time(const struct sm_run *run)
+{
+	return sm_clock_now(run->clock);
+}
 
 /* A one-line record of one attempt for syslog (never a secret). */
 static void
@@ -79,7 +103,7 @@ log_attempt(const struct sm_run *run, const struct sm_env *e, const char *status
 	o365_log(run->lg, LOG_INFO, "%s: uid=%u user=%s sender=<%s> rcpts=%s size=%lld relay=%s:%d "
 	    "delay=%llds attempt=%d status=%s reply=\"%s\"", e->id, (unsigned)e->uid, e->user,
 	    e->sender, rc, (long long)e->size, run->conf->smtp_host, run->conf->smtp_port,
-	    (long long)time(NULL) - e->created, e->attempts, status, clean);
+	    run_time(run) - e->created, e->attempts, status, clean);
 }
 
 static int
@@ -124,8 +148,8 @@ session_xoauth(struct sm_run *run, struct session *ss, struct o365_deadline *dl,
 	if (r == O365_OK)
 		return O365_OK;
 	if (fromep ? sm_xoauth_needs_admin(r) : sm_xoauth_refused(err)) {
+		/* the alert: logged by deliver(), once per hold */
 		sm_xoauth_alert_text(ss->xo, fromep, r, &oerr, err, ss->held, sizeof(ss->held));
-		o365_log(run->lg, LOG_ALERT, "%s", ss->held);
 	} else if (fromep) {
 		r = o365_error_set(err, r, "token endpoint: %s", err->why);
 	}
@@ -194,7 +218,7 @@ static void
 defer(struct sm_run *run, struct sm_env *e, int msgfd, const char *why)
 {
 	struct o365_error err;
-	long long now = (long long)time(NULL);
+	long long now = run_time(run);
 
 	o365_error_clear(&err);
 	copy_capped(e->last_error, sizeof(e->last_error), "", why);
@@ -202,7 +226,7 @@ defer(struct sm_run *run, struct sm_env *e, int msgfd, const char *why)
 		log_attempt(run, e, "expired", why);
 		if (sm_queue_fail(run->q, e->id, &err) != O365_OK)
 			o365_log(run->lg, LOG_ERR, "%s: %s", e->id, err.why);
-		else if (sm_bounce(run->q, run->conf, run->policy, e, msgfd, why, run->lg, &err) != O365_OK)
+		else if (!run->no_bounce && sm_bounce(run->q, run->conf, run->policy, e, msgfd, why, run->lg, &err) != O365_OK)
 			o365_log(run->lg, LOG_ERR, "%s: no bounce: %s", e->id, err.why);
 		run->failed++;
 		copy_capped(run->last_status, sizeof(run->last_status), "expired: ", why);
@@ -245,10 +269,33 @@ fail(struct sm_run *run, struct sm_env *e, int msgfd, const char *why)
 		o365_log(run->lg, LOG_ERR, "%s: %s", e->id, err.why);
 		return;
 	}
-	if (sm_bounce(run->q, run->conf, run->policy, e, msgfd, why, run->lg, &err) != O365_OK)
+	if (!run->no_bounce && sm_bounce(run->q, run->conf, run->policy, e, msgfd, why, run->lg, &err) != O365_OK)
 		o365_log(run->lg, LOG_ERR, "%s: no bounce: %s", e->id, err.why);
 	run->failed++;
 	copy_capped(run->last_status, sizeof(run->last_status), "failed: ", why);
+}
+
+/*
+ * Record the hold on the slow schedule (flow.hold_retry doubling to
+ * flow.hold_retry_max; an admin's -q starts it over).  1 when this is a new
+ * hold: only then does the caller log the alert.
+ */
+static int
+hold_record(struct sm_run *run, struct session *ss, const char *why, long long *until_out)
+{
+	struct o365_error err;
+	char reason[700];
+	int first = 0;
+
+	o365_error_clear(&err);
+	*until_out = run_time(run) + run->conf->flow_hold_retry;
+	copy_capped(reason, sizeof(reason), "", why);
+	if (sm_flow_hold_backoff(ss->flow, run->conf->flow_hold_retry, run->conf->flow_hold_retry_max,
+	    run->force, reason, &first, until_out, &err) != O365_OK) {
+		o365_log(run->lg, LOG_ERR, "cannot record the queue hold: %s", err.why);
+		first = 1;	/* better a second alert than none */
+	}
+	return first;
 }
 
 /* hold-queue: stop sending everything; one alert for the admin. */
@@ -256,20 +303,15 @@ static void
 hold_queue(struct sm_run *run, struct session *ss, const struct sm_reply_rule *rule,
     const char *why)
 {
-	struct o365_error err;
-	char reason[700];
-	long long until = (long long)time(NULL) + sm_reply_retry_delay(SM_ACT_HOLD_QUEUE, 1);
-	int first = 0;
+	long long until;
 
-	o365_error_clear(&err);
 	ss->stop = 1;
-	copy_capped(reason, sizeof(reason), "", why);
-	if (sm_flow_hold(ss->flow, until, reason, &first, &err) != O365_OK)
-		o365_log(run->lg, LOG_ERR, "cannot record the queue hold: %s", err.why);
-	if (first)
-		o365_log(run->lg, LOG_ALERT, "queue held (%s): %s; %s", rule->name, why, rule->advice);
+	if (hold_record(run, ss, why, &until))
+		o365_log(run->lg, LOG_ALERT, "queue held (%s), next try in %llds: %s; %s", rule->name,
+		    until - run_time(run), why, rule->advice);
 	else
-		o365_log(run->lg, LOG_NOTICE, "queue still held (%s): %s", rule->name, why);
+		o365_log(run->lg, LOG_NOTICE, "queue still held (%s), next try in %llds: %s", rule->name,
+		    until - run_time(run), why);
 	copy_capped(run->last_status, sizeof(run->last_status), "queued, the queue is held: ", why);
 }
 
@@ -298,6 +340,7 @@ act(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 	long long until = 0;
 
 	o365_error_clear(&err);
+	run->last_rule = rule;
 	switch (rule->action) {
 	case SM_ACT_RETRY:
 		defer(run, e, msgfd, why);
@@ -322,7 +365,7 @@ act(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 			e->attempts--;
 		if (sm_flow_quota_hit(ss->flow, &until, &err) != O365_OK) {
 			o365_log(run->lg, LOG_ERR, "cannot record the quota: %s", err.why);
-			until = (long long)time(NULL) + sm_reply_retry_delay(SM_ACT_WAIT_QUOTA, 1);
+			until = run_time(run) + sm_reply_retry_delay(SM_ACT_WAIT_QUOTA, 1);
 		}
 		o365_log(run->lg, LOG_WARNING, "submission quota reached (%s): mail waits until %lld; %s",
 		    rule->name, until, rule->advice);
@@ -336,32 +379,102 @@ act(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 	}
 }
 
-/* Wait until the flow limits let a transaction to n recipients go: 1 when
- * reserved, 0 when the wait is too long (the message is postponed). */
-#define SHORT_WAIT	10	/* seconds worth sleeping on an open session */
+/*
+ * Sleep through a rate wait: the session stays open (NOOP every
+ * SM_NOOP_EVERY s) when the wait is short, else it is ended politely now
+ * (QUIT; the slot stays ours) and deliver() opens a new one after.
+ */
+static void
+idle(struct sm_run *run, struct session *ss, long long wait, int may_close)
+{
+	struct o365_deadline dl;
+	struct o365_error err;
+	long long step;
+
+	if (may_close && ss->s != NULL && wait > SM_KEEP_OPEN) {
+		o365_log(run->lg, LOG_DEBUG, "rate wait of %llds: closing the session meanwhile", wait);
+		o365_deadline_in(&dl, 2000);
+		o365_smtp_quit(&ss->s, &dl);
+		ss->need_rset = 0;
+	}
+	while (wait > 0) {
+		step = wait < SM_NOOP_EVERY ? wait : SM_NOOP_EVERY;
+		sm_clock_sleep(run->clock, step);
+		wait -= step;
+		if (wait <= 0 || ss->s == NULL)
+			continue;
+		o365_error_clear(&err);
+		o365_deadline_in(&dl, (unsigned)run->conf->smtp_timeout * 1000u);
+		if (o365_smtp_noop(ss->s, &dl, &err) != O365_OK) {
+			o365_log(run->lg, LOG_INFO, "session lost while waiting: %s", err.why);
+			if (!may_close)
+				break;	/* the transaction fails on it and is retried */
+			/* between messages: a new session for the next one */
+			o365_deadline_in(&dl, 1000);
+			o365_smtp_quit(&ss->s, &dl);
+			ss->need_rset = 0;
+		}
+	}
+}
+
+/* Before a message (between messages): sleep through a rate wait; the
+ * session may be closed meanwhile (deliver() opens a new one). */
+static void
+pace(struct sm_run *run, struct session *ss, unsigned n)
+{
+	struct o365_error err;
+	enum sm_flow_wait fw = SM_FLOW_GO;
+	long long wait = 0;
+	int i;
+
+	if (run->only_id != NULL)
+		return;
+	for (i = 0; i < 10; i++) {	/* other runners may take the window first */
+		o365_error_clear(&err);
+		if (sm_flow_check_why(ss->flow, n, &wait, &fw, &err) != O365_OK || wait <= 0 ||
+		    fw != SM_FLOW_RATE || wait > SM_MAX_SLEEP)
+			return;		/* reserve() says what it is */
+		if (!ss->rate_logged) {
+			o365_log(run->lg, LOG_INFO, "draining at flow.per_minute = %u messages a minute",
+			    ss->lim.per_minute);
+			ss->rate_logged = 1;
+		}
+		idle(run, ss, wait, 1);
+	}
+}
+
+/*
+ * Wait until the flow limits let a transaction to n recipients go: 1 when
+ * reserved, 0 when the wait is not for the rate or -odi asked for one
+ * message (the message is postponed and the run ends).  Rate waits are
+ * slept through on the open session (NOOPs only, it is not closed here).
+ */
 static int
 reserve(struct sm_run *run, struct session *ss, struct sm_env *e, unsigned n)
 {
 	struct o365_error err;
+	enum sm_flow_wait fw = SM_FLOW_GO;
 	long long wait = 0;
-	char why[128];
+	char why[160];
 
 	for (;;) {
 		o365_error_clear(&err);
-		if (sm_flow_reserve(ss->flow, n, &wait, &err) != O365_OK) {
+		if (sm_flow_reserve_why(ss->flow, n, &wait, &fw, &err) != O365_OK) {
 			/* advisory state: do not stop the mail for it */
 			o365_log(run->lg, LOG_ERR, "flow state: %s", err.why);
 			return 1;
 		}
 		if (wait <= 0)
 			return 1;
-		if (wait > SHORT_WAIT || run->only_id != NULL)
+		if (fw != SM_FLOW_RATE || wait > SM_MAX_SLEEP || run->only_id != NULL)
 			break;
-		sleep((unsigned)wait);
+		idle(run, ss, wait, 0);
 	}
-	snprintf(why, sizeof(why), "waiting %llds for the flow limits (flow.*)", wait);
+	snprintf(why, sizeof(why), "waiting %llds for %s", wait,
+	    fw == SM_FLOW_QUOTA ? "the submission quota" : fw == SM_FLOW_DAY ?
+	    "the 24 h recipient budget (flow.day_recipients)" : "flow.per_minute");
 	ss->stop = 1;
-	postpone(run, e, (long long)time(NULL) + wait, "waiting", why);
+	postpone(run, e, run_time(run) + wait, "waiting", why);
 	return 0;
 }
 
@@ -486,6 +599,18 @@ drop_front(struct sm_env *e, size_t n)
 	return O365_OK;
 }
 
+/* Close the open session and give its connection slot back. */
+static void
+end_session(struct session *ss)
+{
+	struct o365_deadline dl;
+
+	o365_deadline_in(&dl, 2000);
+	o365_smtp_quit(&ss->s, &dl);
+	sm_flow_slot_release(ss->flow);
+	ss->need_rset = 0;
+}
+
 /*
  * Deliver one locked message in transactions of at most flow.max_recipients.
  * Returns a session-level error when the session is no longer usable, else
@@ -502,9 +627,17 @@ deliver(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 	char why[1200], badwhy[700];
 	size_t n;
 	unsigned stage;
-	int r, slot, was = 0, sent = 0, waiting = 0, counted = 0;
+	int r, slot, was = 0, sent = 0, waiting = 0, counted = 0, reused, retried = 0;
 
 	o365_error_clear(&err);
+again:
+	if (ss->s != NULL && ss->xo != NULL && sm_xoauth_session_stale(ss->xo, time(NULL))) {
+		/* XOAUTH2: a new session and token before this one expires */
+		o365_log(run->lg, LOG_INFO, "xoauth2: %s: the session's token expires in %llds: "
+		    "new session", run->conf->auth_user,
+		    (long long)(ss->xo->sess_expires - time(NULL)));
+		end_session(ss);
+	}
 	if (ss->down[0] != '\0') {
 		/* the server could not be reached in this run: count the attempt
 		 * anyway, so every message ages and expires on time */
@@ -512,6 +645,9 @@ deliver(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 		defer(run, e, msgfd, ss->down);
 		return O365_E_NET;
 	}
+	pace(run, ss, (unsigned)(e->rcpts.n < ss->lim.max_recipients ? e->rcpts.n :
+	    ss->lim.max_recipients));
+	reused = ss->s != NULL;		/* after pace(): it may end the session */
 	if (ss->s == NULL) {
 		if (sm_flow_slot_take(ss->flow, &slot, &err) != O365_OK)
 			o365_log(run->lg, LOG_ERR, "flow slots: %s", err.why);
@@ -526,8 +662,16 @@ deliver(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 		if ((r = session_open(run, ss, pw, &stage, &err)) != O365_OK) {
 			sm_flow_slot_release(ss->flow);
 			if (ss->held[0] != '\0') {
-				/* xoauth2: the admin must act (alert logged); not this
-				 * message's fault, not counted; the rest stays queued */
+				/* xoauth2: the admin must act (one alert per hold); not
+				 * this message's fault, not counted; the rest stays queued */
+				long long until;
+
+				run->last_rule = sm_reply_classify_error(&err, SM_STAGE_AUTH);
+				if (hold_record(run, ss, ss->held, &until))
+					o365_log(run->lg, LOG_ALERT, "%s", ss->held);
+				else
+					o365_log(run->lg, LOG_NOTICE, "queue still held, next try in %llds: "
+					    "the relay token was refused again", until - run_time(run));
 				log_attempt(run, e, "held", "queue held: the relay token was refused");
 				copy_capped(run->last_status, sizeof(run->last_status), "held: ", ss->held);
 				ss->stop = 1;
@@ -535,6 +679,7 @@ deliver(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 			}
 			reply_text(why, sizeof(why), &err);
 			rule = sm_reply_classify_error(&err, stage);
+			run->last_rule = rule;
 			e->attempts++;
 			if (rule->action == SM_ACT_HOLD_QUEUE) {
 				act(run, ss, e, msgfd, rule, why);
@@ -591,6 +736,21 @@ deliver(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 			break;
 		}
 	}
+	if (r != O365_OK && reused && !retried && !sent && stage == SM_STAGE_MAIL &&
+	    !o365_smtp_usable(ss->s)) {
+		/* the server ended the session between two messages (idle, an
+		 * expired or revoked token): nothing of this one was sent, so
+		 * once more on a new session, not counted as an attempt */
+		reply_text(why, sizeof(why), &err);
+		o365_log(run->lg, LOG_NOTICE, "%s: the session ended before the message (%s): "
+		    "new session", e->id, why);
+		if (counted)
+			e->attempts--;
+		counted = 0;
+		retried = 1;
+		end_session(ss);
+		goto again;
+	}
 	if (later.n > 0 && rcpts_rest(e, &later, 0) != O365_OK && r == O365_OK)
 		r = O365_E_NOMEM;
 	sm_addrs_free(&later);
@@ -608,7 +768,8 @@ deliver(struct sm_run *run, struct session *ss, struct sm_env *e, int msgfd,
 
 		b.rcpts = bad;
 		o365_error_clear(&err);
-		if (sm_bounce(run->q, run->conf, run->policy, &b, msgfd, badwhy, run->lg, &err) != O365_OK)
+		if (!run->no_bounce &&
+		    sm_bounce(run->q, run->conf, run->policy, &b, msgfd, badwhy, run->lg, &err) != O365_OK)
 			o365_log(run->lg, LOG_ERR, "%s: no bounce: %s", e->id, err.why);
 	}
 	if (r == O365_OK) {
@@ -655,106 +816,52 @@ out:
 	return r;
 }
 
-/* ---- the run: passes over the queue ---- */
-
-/* The ids a run has seen (tried, skipped or found locked), sorted. */
-struct seen {
-	char	**v;
-	size_t	  n, cap;
-};
-
+/* One pass over queue/: every due message (all with force) in queue order;
+ * with since > 0 no bounce queued since then (later passes leave the run's
+ * own reports to the next run; new submissions they take: a submitter that
+ * found the runner lock held started no runner of its own). */
 static int
-id_cmp(const void *a, const void *b)
+run_pass(struct sm_run *run, struct session *ss, const struct o365_secret *pw, int force,
+    long long since, struct o365_error *err)
 {
-	return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Keep in ids[0..n) those the run has not seen (freeing the others); how many. */
-static size_t
-ids_unseen(const struct seen *seen, char **ids, size_t n)
-{
-	size_t i, k = 0;
-
-	for (i = 0; i < n; i++) {
-		if (seen->n > 0 && bsearch(&ids[i], seen->v, seen->n, sizeof(*seen->v), id_cmp) != NULL)
-			free(ids[i]);
-		else
-			ids[k++] = ids[i];
-	}
-	return k;
-}
-
-/* Move the strings ids[0..n) into seen (freed there even on failure). */
-static int
-ids_remember(struct seen *seen, char **ids, size_t n)
-{
-	char **nv;
-	size_t i, cap;
-
-	if (seen->n + n > seen->cap) {
-		cap = seen->n + n + 64;
-		if ((nv = realloc(seen->v, cap * sizeof(*nv))) == NULL) {
-			for (i = 0; i < n; i++)
-				free(ids[i]);
-			return O365_E_NOMEM;
-		}
-		seen->v = nv;
-		seen->cap = cap;
-	}
-	for (i = 0; i < n; i++)
-		seen->v[seen->n++] = ids[i];
-	if (n > 0)
-		qsort(seen->v, seen->n, sizeof(*seen->v), id_cmp);
-	return O365_OK;
-}
-
-static void
-seen_free(struct seen *seen)
-{
-	size_t i;
-
-	for (i = 0; i < seen->n; i++)
-		free(seen->v[i]);
-	free(seen->v);
-	memset(seen, 0, sizeof(*seen));
-}
-
-/*
- * Lock, read and (when due) deliver one message.  A bounce that appeared
- * after the run's first look (queued by this run or another) waits for the
- * next run, as it did before runs looked at the queue more than once.
- */
-static void
-try_one(struct sm_run *run, struct session *ss, const char *id, const struct o365_secret *pw,
-    int first_pass)
-{
-	struct o365_error e2;
 	struct sm_env e;
-	int fd;
+	struct o365_error e2;
+	char **ids = NULL;
+	size_t n = 0, i;
+	int r, fd;
 
-	if (run->only_id != NULL && strcmp(id, run->only_id) != 0)
-		return;
 	memset(&e, 0, sizeof(e));
-	o365_error_clear(&e2);
-	if (sm_queue_lock(run->q->qfd, id, &fd, &e2) != O365_OK || fd == -1)
-		return;		/* another runner has it, or it is gone */
-	if (sm_queue_read_env(run->q->qfd, id, &e, run->lg, &e2) != O365_OK) {
-		o365_log(run->lg, LOG_ERR, "%s: %s; left in the queue", id, e2.why);
-		goto out;
+	if ((r = sm_queue_list(run->q->qfd, &ids, &n, err)) != O365_OK)
+		return r;
+	for (i = 0; i < n && !ss->stop; i++) {
+		if (run->only_id != NULL && strcmp(ids[i], run->only_id) != 0)
+			continue;
+		o365_error_clear(&e2);
+		if (sm_queue_lock(run->q->qfd, ids[i], &fd, &e2) != O365_OK || fd == -1)
+			continue;	/* another runner has it, or it is gone */
+		if (sm_queue_read_env(run->q->qfd, ids[i], &e, run->lg, &e2) != O365_OK) {
+			o365_log(run->lg, LOG_ERR, "%s: %s; left in the queue", ids[i], e2.why);
+			sm_env_free(&e);
+			close(fd);
+			continue;
+		}
+		if (e.held || (!force && run->only_id == NULL && e.next_try > run_time(run)) ||
+		    (since > 0 && e.bounce && e.created >= since)) {
+			if (e.held && run->only_id != NULL)
+				copy_capped(run->last_status, sizeof(run->last_status), "held: ",
+				    e.last_error);
+			sm_env_free(&e);
+			close(fd);
+			continue;
+		}
+		(void)deliver(run, ss, &e, fd, pw);
+		sm_env_free(&e);
+		close(fd);
+		/* a session that broke mid-run is opened again for the next one;
+		 * one that could not be opened at all marks the rest deferred */
 	}
-	if (e.bounce && !first_pass)
-		goto out;
-	if (e.held || (!run->force && run->only_id == NULL && e.next_try > (long long)time(NULL))) {
-		if (e.held && run->only_id != NULL)
-			copy_capped(run->last_status, sizeof(run->last_status), "held: ", e.last_error);
-		goto out;
-	}
-	(void)deliver(run, ss, &e, fd, pw);
-	/* a session that broke mid-run is opened again for the next one; one
-	 * that could not be opened at all marks the rest deferred */
-out:
-	sm_env_free(&e);
-	close(fd);
+	sm_queue_list_free(ids, n);
+	return O365_OK;
 }
 
 int
@@ -764,11 +871,9 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 	struct o365_deadline dl;
 	struct sm_xoauth xo;
 	struct session ss;
-	struct seen seen = { 0 };
-	char **ids = NULL, helo[256], sdir[600], reason[512];
-	long long until = 0;
-	size_t n = 0, i;
-	int r, pass, lockfd = -1, released = 0;
+	char helo[256], sdir[600], reason[512];
+	long long until = 0, start;
+	int r, sent, progress, lockfd = -1, released = 0;
 
 	memset(&ss, 0, sizeof(ss));
 	memset(&xo, 0, sizeof(xo));
@@ -809,9 +914,11 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 	sm_conf_flow_limits(run->conf, &ss.lim);
 	if ((r = sm_flow_open(sdir, run->conf->auth_user, &ss.lim, &ss.flow, err)) != O365_OK)
 		goto out;
+	if (run->clock != NULL && run->clock->now != NULL)
+		sm_flow_set_clock(ss.flow, run->clock->now, run->clock->ctx);
 	if ((r = sm_flow_held(ss.flow, &until, reason, sizeof(reason), err)) != O365_OK)
 		goto out;
-	if (until > (long long)time(NULL) && !run->force) {
+	if (until > run_time(run) && !run->force) {
 		o365_log(run->lg, LOG_INFO, "queue held until %lld: %s (o365-sendmail -q tries now)",
 		    until, reason);
 		copy_capped(run->last_status, sizeof(run->last_status), "queued, the queue is held: ",
@@ -842,36 +949,35 @@ sm_run_queue(struct sm_run *run, struct o365_error *err)
 		goto out;
 	}
 	(void)sm_queue_sweep(run->q->qfd, run->lg);
-	/* pass after pass over one session while new messages keep coming */
-	for (pass = 0;; pass++) {
-		if ((r = sm_queue_list(run->q->qfd, &ids, &n, err)) != O365_OK)
+	start = run_time(run);
+	/* pass after pass while one sends something: a backlog, and what comes
+	 * meanwhile, drains in one run over one session; only the first pass
+	 * of -q ignores the backoff */
+	for (;;) {
+		sent = run->sent;
+		if ((r = run_pass(run, &ss, pw, run->passes == 0 && run->force,
+		    run->passes == 0 ? 0 : start, err)) != O365_OK)
 			goto out;
-		n = ids_unseen(&seen, ids, n);
-		for (i = 0; i < n && !ss.stop; i++)
-			try_one(run, &ss, ids[i], pw, pass == 0);
-		r = ids_remember(&seen, ids, n);
-		free(ids);		/* the strings are seen's now */
-		ids = NULL;
-		n = 0;
-		if (r != O365_OK) {
-			r = o365_error_set(err, r, "out of memory");
-			goto out;
-		}
+		run->passes++;
 		if (ss.stop || run->only_id != NULL)
 			break;
-		if (lockfd != -1) {
-			if (i > 0)
-				continue;	/* more may have come meanwhile */
-			/* nothing new: let the next submitter start a runner, then
-			 * look once more for what came while we held the lock */
-			close(lockfd);
-			lockfd = -1;
-			released = 1;
+		progress = run->sent > sent && run->passes < SM_MAX_PASSES;
+		if (released) {
+			/* the look after releasing sent mail: go on as the holder */
+			if (!progress || sm_queue_runner_lock(run->q, &lockfd) != 1)
+				break;
+			released = 0;
 			continue;
 		}
-		/* that last look found mail: go on if the lock is still free */
-		if (i == 0 || !released || sm_queue_runner_lock(run->q, &lockfd) != 1)
+		if (progress)
+			continue;
+		if (lockfd == -1)
 			break;
+		/* nothing more: let the next submitter start a runner, then look
+		 * once more for what came while we held the lock */
+		close(lockfd);
+		lockfd = -1;
+		released = 1;
 	}
 	r = O365_OK;
 	if (ss.held[0] != '\0') {
@@ -886,8 +992,6 @@ out:
 	if (lockfd != -1)
 		close(lockfd);
 	sm_flow_close(&ss.flow);
-	sm_queue_list_free(ids, n);
-	seen_free(&seen);
 	o365_secret_free(&pw);
 	sm_xoauth_free(&xo);
 	return r;

@@ -77,7 +77,8 @@ const char	*sm_reply_action_name(enum sm_reply_action a);
 /*
  * Seconds until the next try after attempts (>= 1) failures with action:
  * RETRY 60 s doubling to 1 h; HOLD_QUEUE 15 min doubling to 6 h (the
- * slow schedule); WAIT_QUOTA 1 h (the flow state usually knows better:
+ * default slow schedule: the runner uses flow.hold_retry and
+ * flow.hold_retry_max through sm_flow_hold_backoff); WAIT_QUOTA 1 h (the flow state usually knows better:
  * see sm_flow_quota_hit); HOLD_MESSAGE and BOUNCE -1 (no automatic retry).
  */
 long long	 sm_reply_retry_delay(enum sm_reply_action a, int attempts);

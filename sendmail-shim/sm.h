@@ -50,6 +50,7 @@ enum sm_mode {
 	SM_MODE_CONTROL,	/* --hold, --release, --delete, --retry ID|ALL */
 	SM_MODE_FAILED,		/* --failed: list failed/ */
 	SM_MODE_PROBE,		/* --probe: connect, show TLS, try AUTH, send nothing */
+	SM_MODE_TEST_SEND,	/* --test-send ADDR: one test message, with the transcript */
 };
 
 enum sm_deliv {
@@ -72,6 +73,7 @@ struct sm_opts {
 	const char	*init_dir;	/* --init DIR */
 	int		 ctl_op;	/* SM_MODE_CONTROL: enum sm_ctl_op (control.h) */
 	const char	*ctl_id;	/* SM_MODE_CONTROL: a queue id or "ALL" */
+	const char	*test_rcpt;	/* SM_MODE_TEST_SEND: the address */
 	char *const	*rcpts;		/* into argv */
 	size_t		 nrcpt;
 };

@@ -26,6 +26,7 @@ int
 sm_xoauth_init(struct sm_xoauth *x, const struct sm_conf *c, const struct o365_tls_opts *tls,
     uid_t quid, int read_secret, struct o365_error *err)
 {
+	struct o365_jwt_cert_info ci;
 	int n, r;
 
 	memset(x, 0, sizeof(*x));
@@ -47,6 +48,20 @@ sm_xoauth_init(struct sm_xoauth *x, const struct sm_conf *c, const struct o365_t
 		return O365_OK;
 	}
 	x->cfg.grant = O365_TOKSTORE_CLIENT_CREDENTIALS;
+	if (set(c->oauth_certificate_file)) {
+		x->certificate_file = c->oauth_certificate_file;
+		x->private_key_file = c->oauth_private_key_file;
+		if (!read_secret)
+			return O365_OK;
+		/* the key like a secret file: root-owned, read as root */
+		if ((r = o365_jwt_key_load(c->oauth_certificate_file, c->oauth_private_key_file, 0,
+		    &x->client_key, err)) != O365_OK)
+			return r;
+		o365_jwt_key_info(x->client_key, &ci);
+		snprintf(x->thumbprint, sizeof(x->thumbprint), "%s", ci.thumbprint);
+		x->cfg.client_key = x->client_key;
+		return O365_OK;
+	}
 	x->cfg.client_secret_file = c->oauth_client_secret_file;
 	if (!read_secret)
 		return O365_OK;
@@ -63,6 +78,8 @@ sm_xoauth_free(struct sm_xoauth *x)
 {
 	o365_secret_free(&x->client_secret);
 	x->cfg.client_secret = NULL;
+	o365_jwt_key_free(&x->client_key);
+	x->cfg.client_key = NULL;
 }
 
 int
@@ -84,7 +101,23 @@ sm_xoauth_auth(struct sm_xoauth *x, struct o365_smtp *s, int force,
 	*from_endpoint = 0;
 	r = o365_smtp_auth(s, O365_SASL_XOAUTH2, x->cfg.identity, tok->data, tok->len, dl, err);
 	o365_secret_free(&tok);
+	if (r == O365_OK) {
+		x->sess_expires = exp;
+		x->sess_left = (long)(exp - time(NULL));
+	}
 	return r;
+}
+
+int
+sm_xoauth_session_stale(const struct sm_xoauth *x, time_t now)
+{
+	long left, limit;
+
+	if (x->sess_expires == 0)
+		return 0;
+	left = (long)(x->sess_expires - now);
+	limit = x->sess_left > O365_TOKSTORE_MARGIN ? O365_TOKSTORE_MARGIN : x->sess_left / 2;
+	return left < limit || left <= 0;
 }
 
 int
@@ -134,6 +167,14 @@ sm_xoauth_alert_text(const struct sm_xoauth *x, int from_endpoint, int r,
 		snprintf(dst, size, "queue held: Entra ID refused the refresh token of %s (%s "
 		    "AADSTS%ld): run o365-sendmail --oauth-login as root and sign in as %s, then "
 		    "o365-sendmail -q", id, oerr->error, oerr->aadsts, id);
+	else if (r == O365_E_AUTH && strcmp(oerr->error, "invalid_client") == 0 &&
+	    x->certificate_file != NULL)
+		snprintf(dst, size, "queue held: Entra ID refused the certificate credential of "
+		    "app %s (invalid_client AADSTS%ld): upload %s (thumbprint %s) to the app's "
+		    "Certificates & secrets in Entra ID, or put the key that belongs to the "
+		    "uploaded certificate into %s; then o365-sendmail -q", cid, oerr->aadsts,
+		    x->certificate_file, x->thumbprint[0] != '\0' ? x->thumbprint : "?",
+		    x->private_key_file);
 	else if (r == O365_E_AUTH && strcmp(oerr->error, "invalid_client") == 0)
 		snprintf(dst, size, "queue held: Entra ID refused the client credentials of app %s "
 		    "(invalid_client AADSTS%ld): put a valid client secret into %s (or, for a "
@@ -150,6 +191,25 @@ sm_xoauth_alert_text(const struct sm_xoauth *x, int from_endpoint, int r,
 		    id, err->why);
 }
 
+/* The certificate credential: file, thumbprint, subject, expiry; never the key. */
+static void
+print_certificate(const struct sm_xoauth *x, FILE *fp)
+{
+	struct o365_jwt_cert_info ci;
+	char when[64];
+	struct tm tm;
+	time_t now = time(NULL);
+
+	o365_jwt_key_info(x->client_key, &ci);
+	if (gmtime_r(&ci.not_after, &tm) == NULL ||
+	    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
+		snprintf(when, sizeof(when), "?");
+	fprintf(fp, "oauth2: certificate %s, thumbprint %s, subject %s, expires %s (%s)\n",
+	    x->certificate_file, ci.thumbprint, ci.subject, when,
+	    ci.not_after <= now ? "EXPIRED: upload a new one" :
+	    ci.not_after - now < 30 * 86400 ? "in less than 30 days: renew it" : "ok");
+}
+
 int
 sm_xoauth_print_status(const struct sm_xoauth *x, FILE *fp, struct o365_error *err)
 {
@@ -162,6 +222,8 @@ sm_xoauth_print_status(const struct sm_xoauth *x, FILE *fp, struct o365_error *e
 		return r;
 	fprintf(fp, "oauth2: identity %s, tenant %s, client_id %s, grant %s, scope %s\n",
 	    st.identity, st.tenant, st.client_id, st.grant, st.scope);
+	if (x->client_key != NULL)
+		print_certificate(x, fp);
 	if (st.cached && localtime_r(&st.expires_at, &tm) != NULL &&
 	    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S %z", &tm) > 0)
 		fprintf(fp, "oauth2: cached access token expires %s (in %llds)\n", when,
@@ -204,31 +266,64 @@ sm_xoauth_init_state(const char *queue_dir, uid_t quid, gid_t qgid, struct o365_
 	return O365_OK;
 }
 
+/* What --oauth-login has told the user while waiting. */
+struct login_ui {
+	FILE	*fp;
+	long	 said_left;	/* "left" when "still waiting" was last printed, -1: never */
+};
+
+#define LOGIN_SAY_EVERY	60	/* seconds between two "still waiting" lines */
+
 static void
 show_code(void *ctx, const struct o365_devicecode *dc)
 {
-	FILE *fp = ctx;
+	struct login_ui *ui = ctx;
 
 	if (dc->message[0] != '\0')
-		fprintf(fp, "%s\n", dc->message);
+		fprintf(ui->fp, "%s\n", dc->message);
 	else
-		fprintf(fp, "To sign in, open %s and enter the code %s\n", dc->verification_uri,
+		fprintf(ui->fp, "To sign in, open %s and enter the code %s\n", dc->verification_uri,
 		    dc->user_code);
-	fprintf(fp, "waiting for the sign-in (polling every %lds, the code expires in %lds)...\n",
+	fprintf(ui->fp, "waiting for the sign-in (polling every %lds, the code expires in %lds)...\n",
 	    dc->interval, dc->expires_in);
-	fflush(fp);
+	fflush(ui->fp);
+}
+
+/* Each poll that goes on waiting: say so, without a line every few seconds. */
+static void
+show_poll(void *ctx, const char *state, long interval, long left)
+{
+	struct login_ui *ui = ctx;
+
+	if (strcmp(state, "slow_down") == 0)
+		fprintf(ui->fp, "the sign-in service asked to poll more slowly: now every %lds\n",
+		    interval);
+	else if (strcmp(state, "busy") == 0)
+		fprintf(ui->fp, "the sign-in service is busy: trying again in %lds\n", interval);
+	else if (ui->said_left < 0 || ui->said_left - left >= LOGIN_SAY_EVERY)
+		fprintf(ui->fp, "still waiting for the sign-in (the code expires in %lds)...\n", left);
+	else
+		return;
+	if (strcmp(state, "authorization_pending") == 0)
+		ui->said_left = left;
+	fflush(ui->fp);
 }
 
 int
 sm_xoauth_login(struct sm_xoauth *x, gid_t qgid, FILE *fp, const struct o365_log *lg,
     struct o365_oauth_error *oerr, struct o365_error *err)
 {
+	struct login_ui ui = { .fp = fp, .said_left = -1 };
 	struct o365_deadline dl;
 	int r;
 
 	memset(oerr, 0, sizeof(*oerr));
 	o365_deadline_in(&dl, LOGIN_DEADLINE_MS);
-	r = o365_tokstore_device_login(&x->cfg, show_code, fp, &dl, lg, oerr, err);
+	x->cfg.poll_fn = show_poll;
+	x->cfg.poll_ctx = &ui;
+	r = o365_tokstore_device_login(&x->cfg, show_code, &ui, &dl, lg, oerr, err);
+	x->cfg.poll_fn = NULL;
+	x->cfg.poll_ctx = NULL;
 	/* the runner rewrites it on rotation: its group must be the runner's too */
 	if (r == O365_OK && (chown(x->cfg.refresh_token_file, x->cfg.owner_uid, qgid) == -1 ||
 	    chmod(x->cfg.refresh_token_file, 0600) == -1))
@@ -240,10 +335,15 @@ sm_xoauth_login(struct sm_xoauth *x, gid_t qgid, FILE *fp, const struct o365_log
 		return O365_OK;
 	}
 	if (r == O365_E_AUTH && strcmp(oerr->error, "authorization_declined") == 0)
-		fprintf(fp, "sign-in declined: nothing stored\n");
+		fprintf(fp, "sign-in declined: nothing stored; run --oauth-login again to retry\n");
 	else if (r == O365_E_AUTH && strcmp(oerr->error, "expired_token") == 0)
-		fprintf(fp, "the code expired before the sign-in: run --oauth-login again\n");
+		fprintf(fp, "the code expired before the sign-in: nothing stored; run --oauth-login "
+		    "again\n");
 	else if (r == O365_E_TIMEOUT)
-		fprintf(fp, "no sign-in before the code expired: run --oauth-login again\n");
+		fprintf(fp, "no sign-in before the code expired: nothing stored; run --oauth-login "
+		    "again\n");
+	else
+		fprintf(fp, "sign-in failed: nothing stored\n");
+	fflush(fp);
 	return r;
 }

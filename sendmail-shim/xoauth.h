@@ -7,6 +7,9 @@
  *   oauth.client_secret_file  root-owned, not readable by others; read as
  *                             root before the runner drops privileges and
  *                             handed to the token store in memory.
+ *   oauth.private_key_file    (with oauth.certificate_file, instead of a
+ *                             client secret) the same rules and handling;
+ *                             the certificate itself is public.
  *   oauth.refresh_token_file  owned by the queue user, 0600, in a directory
  *                             the queue user may write (the rotated token is
  *                             renamed into place), e.g. <queue.dir>/state.
@@ -19,6 +22,7 @@
 #include <limits.h>
 #include <stdio.h>
 
+#include "o365/jwt.h"
 #include "o365/oauth.h"
 #include "o365/smtp.h"
 #include "o365/tokstore.h"
@@ -29,13 +33,20 @@
 struct sm_xoauth {
 	struct o365_tokstore_cfg	 cfg;
 	struct o365_secret		*client_secret;	/* client credentials: read as root */
+	struct o365_jwt_key		*client_key;	/* or a certificate: read as root */
+	const char			*certificate_file;	/* set for a certificate */
+	const char			*private_key_file;
+	char				 thumbprint[41];	/* of the loaded certificate */
 	char				 cache_dir[PATH_MAX];
+	time_t				 sess_expires;	/* the token of the open session */
+	long				 sess_left;	/* its seconds left at AUTH */
 };
 
 /* Non-zero when c asks for XOAUTH2. */
 int	sm_xoauth_enabled(const struct sm_conf *c);
 
-/* What relaying with xoauth2 needs in the config (keys, one grant). */
+/* What relaying with xoauth2 needs in the config (keys, exactly one of a
+ * client secret, a certificate and key, a refresh token). */
 int	sm_xoauth_check_conf(const struct sm_conf *c, struct o365_error *err) O365_MUST_CHECK;
 
 /*
@@ -55,6 +66,16 @@ void	sm_xoauth_free(struct sm_xoauth *x);
 int	sm_xoauth_auth(struct sm_xoauth *x, struct o365_smtp *s, int force,
 	    const struct o365_deadline *dl, const struct o365_log *lg, int *from_endpoint,
 	    struct o365_oauth_error *oerr, struct o365_error *err) O365_MUST_CHECK;
+
+/*
+ * Non-zero when the token the open session authenticated with is about to
+ * expire at now, so the runner should start a new session (and so get a new
+ * token) before the next message: when it has less than
+ * O365_TOKSTORE_MARGIN seconds left (the cache's rule), or, for a token that
+ * had no more than that at AUTH, less than half of what it had.  Exchange
+ * Online may end a session whose token has expired.
+ */
+int	sm_xoauth_session_stale(const struct sm_xoauth *x, time_t now);
 
 /* Non-zero for the SMTP answers that refuse the token itself: 535 5.7.3,
  * 535 5.7.139, 501 5.5.124 (and any other 535/530 to AUTH). */

@@ -84,3 +84,9 @@ sm_xoauth_login(struct sm_xoauth *x, gid_t qgid, FILE *fp, const struct o365_log
 {
 	return none(err);
 }
+
+int
+sm_xoauth_session_stale(const struct sm_xoauth *x, time_t now)
+{
+	return 0;
+}

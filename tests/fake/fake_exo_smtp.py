@@ -4,8 +4,10 @@
 Usage:
     fake_exo_smtp.py --cert PKI/server --tokens STATE/tokens.json --outdir DIR
                      [--sendas-map FILE] [--basic-auth disabled|off|on]
-                     [--max-conn 3] [--rate 30] [--fail MODE] [--fail-times N]
+                     [--max-conn 3] [--rate 30] [--minute 60] [--idle-timeout S]
+                     [--fail MODE] [--fail-times N]
                      [--hostname NAME] [--host 127.0.0.1] [--log FILE]
+                     [--token-sessions] [--revoke-after N] [--data-delay SECONDS]
                      [--lifetime SECONDS]
 
 Listens on --host (default 127.0.0.1), port 0 (ephemeral), prints "PORT <n>"
@@ -48,10 +50,16 @@ after --lifetime seconds (default 60).  Python 3 stdlib only.  Behaves as
              more than --max-conn (3) authenticated sessions at once: the AUTH
                is answered "432 4.3.2 Concurrent connections limit exceeded.
                ..." (the session stays unauthenticated);
-             more than --rate (30) messages accepted in the last 60 s: MAIL
+             more than --rate (30) messages accepted in the last --minute (60)
+               seconds, counted from their MAIL FROM (tests shorten the minute
+               with O365_TEST_MINUTE): MAIL
                FROM is answered "452 4.3.2 Message submission rate for this
                client has exceeded the configured limit" (temporary; the
                choice documented for the "excess may be refused" case).
+  Idle       with --idle-timeout S (default 0: none), a session that sends
+             nothing for S seconds gets "421 4.4.2 Connection dropped due to
+             idle timeout" and is closed (Exchange Online drops idle
+             sessions; the exact time is not published).
   Delivery   "250 2.0.0 OK <id> [Hostname=...]"; the message is written to
              --outdir/<n>.eml exactly as received after removing the dot
              stuffing (CRLF line ends as sent), then <n>.env; n counts from 1
@@ -77,8 +85,21 @@ after --lifetime seconds (default 60).  Python 3 stdlib only.  Behaves as
     stall-data    read the whole message but never answer the final dot
     quota         answer the final dot with "554 5.2.0 STOREDRV.Submission.
                   Exception:SubmissionQuotaExceededException; ..."
---log FILE: one line per event ("conn 3 open", "conn 3 C: MAIL FROM:<...>",
-    "conn 3 auth xoauth2 user=U ok|bad-token|expired|...", "conn 3 deliver 2");
+--token-sessions: a session lives as long as the token it authenticated with,
+    like Exchange Online's IMAP ("* BYE Session invalidated -
+    AccessTokenExpired"): once that token has expired (tokens.json) or was
+    revoked, the session's next command is answered "421 4.7.0 Session
+    invalidated - AccessTokenExpired" and the connection closed.
+--revoke-after N: when the N-th message of the server's life is delivered,
+    the token of that session is revoked: AUTH with it gets 535 5.7.3
+    (logged "revoked"), and with --token-sessions the session ends.
+--data-delay SECONDS: wait this long before answering the final dot (a slow
+    server: a queue run then spans a known minimum time).
+--log FILE: one line per event ("conn 3 open 2" (2: connections open now,
+    this one included), "conn 3 C: MAIL FROM:<...>", "conn 3 auth xoauth2
+    user=U ok|bad-token|expired|...", "conn 3 deliver 2 at 12.345" (the
+    monotonic time its MAIL FROM was accepted: what the rate counts), "conn 3
+    close");
     AUTH blobs, passwords and tokens never appear in it.
 """
 
@@ -119,6 +140,8 @@ class Shared:
         self.sent = {}            # mailbox -> [monotonic times of accepted messages]
         self.msg_no = 0
         self.conn_no = 0
+        self.open = 0             # connections open now
+        self.revoked = set()      # tokens refused from now on
         self.logf = open(args.log, "a", encoding="utf-8") if args.log else None
 
     def log(self, text):
@@ -190,12 +213,14 @@ class Session:
         self.tls = False
         self.helo = False
         self.user = None          # authenticated mailbox
+        self.token = None         # the XOAUTH2 token it authenticated with
         self.counted = None       # mailbox whose session slot we hold
         self.reset_tx()
 
     def reset_tx(self):
         self.mail_from = None
         self.mail_params = ""
+        self.mail_at = 0.0
         self.rcpts = []
         self.bdat = None
 
@@ -212,7 +237,13 @@ class Session:
 
     def fill(self):
         try:
+            if self.args.idle_timeout > 0:
+                self.sock.settimeout(self.args.idle_timeout)
             data = self.sock.recv(65536)
+        except socket.timeout:
+            self.log("idle timeout")
+            self.send("421 4.4.2 Connection dropped due to idle timeout")
+            raise Closed()
         except (OSError, ssl.SSLError):
             raise Closed()
         if not data:
@@ -249,7 +280,10 @@ class Session:
     # ---- the session
 
     def run(self):
-        self.log("open")
+        with self.sh.lock:
+            self.sh.open += 1
+            now_open = self.sh.open
+        self.log("open %d" % now_open)
         if self.fail == "stall":
             self.stall()
         if self.fail == "greeting-421":
@@ -265,6 +299,12 @@ class Session:
             arg = line[len(verb) + 1:] if " " in line else ""
             self.log("C: " + (line if verb != "AUTH" else "AUTH " + arg.split(" ")[0]
                               + (" <secret>" if " " in arg else "")))
+            if self.args.token_sessions and self.token is not None:
+                why = self.token_gone()
+                if why is not None:
+                    self.log("session invalidated: token %s" % why)
+                    self.send("421 4.7.0 Session invalidated - AccessTokenExpired %s" % DIAG)
+                    raise Closed()
             handler = getattr(self, "cmd_" + verb, None) if verb.isalpha() else None
             if handler is None:
                 self.send("500 5.3.3 Unrecognized command '%s'" % verb[:20])
@@ -361,9 +401,23 @@ class Session:
             self.readline()           # the client's empty answer (or "*")
             self.send("535 5.7.3 Authentication unsuccessful [%s]" % DIAG[1:-1])
             return
-        self.authenticated(user, "xoauth2")
+        if self.authenticated(user, "xoauth2"):
+            self.token = token
+
+    def token_gone(self):
+        """Why the session's token no longer holds, or None."""
+        with self.sh.lock:
+            if self.token in self.sh.revoked:
+                return "revoked"
+        ent = self.sh.tokens().get(self.token)
+        if ent is None or ent.get("expires_at", 0) <= time.time():
+            return "expired"
+        return None
 
     def check_token(self, user, token):
+        with self.sh.lock:
+            if token in self.sh.revoked:
+                return "revoked"
         ent = self.sh.tokens().get(token)
         if ent is None:
             return "bad-token"
@@ -424,11 +478,12 @@ class Session:
             self.log("auth %s user=%s concurrent-limit" % (mech, user))
             self.send("432 4.3.2 Concurrent connections limit exceeded. Visit "
                       "https://aka.ms/concurrent_sending for more information. %s" % DIAG)
-            return
+            return False
         self.counted = box
         self.user = user
         self.log("auth %s user=%s ok" % (mech, user))
         self.send("235 2.7.0 Authentication successful")
+        return True
 
     def release(self):
         if self.counted is not None:
@@ -454,7 +509,7 @@ class Session:
         box = self.user.lower()
         now = time.monotonic()
         with self.sh.lock:
-            recent = [t for t in self.sh.sent.get(box, []) if now - t < 60]
+            recent = [t for t in self.sh.sent.get(box, []) if now - t < self.args.minute]
             self.sh.sent[box] = recent
             over = len(recent) >= self.args.rate
         if over:
@@ -462,6 +517,7 @@ class Session:
                       "configured limit")
             return
         self.mail_from, self.mail_params = addr_of(arg[5:])
+        self.mail_at = now
         self.send("250 2.1.0 Sender OK")
 
     def cmd_RCPT(self, arg):
@@ -527,6 +583,8 @@ class Session:
     def finish(self, msg):
         if self.fail == "stall-data":
             self.stall()
+        if self.args.data_delay > 0:
+            time.sleep(self.args.data_delay)
         if self.fail == "quota":
             self.send("554 5.2.0 STOREDRV.Submission.Exception:SubmissionQuotaExceededException; "
                       "Failed to process message due to a permanent exception with message "
@@ -550,7 +608,8 @@ class Session:
         with self.sh.lock:
             self.sh.msg_no += 1
             n = self.sh.msg_no
-            self.sh.sent.setdefault(self.user.lower(), []).append(time.monotonic())
+            at = self.mail_at
+            self.sh.sent.setdefault(self.user.lower(), []).append(at)
         base = os.path.join(self.args.outdir, str(n))
         write_atomic(base + ".eml", msg)
         env = ["Version: 1", "User: " + self.user, "Mail-From: " + self.mail_from,
@@ -558,7 +617,11 @@ class Session:
         env += ["Rcpt-To: " + r for r in self.rcpts]
         env.append("Size: %d" % len(msg))
         write_atomic(base + ".env", ("\n".join(env) + "\n").encode("utf-8"))
-        self.log("deliver %d" % n)
+        self.log("deliver %d at %.3f" % (n, at))
+        if self.args.revoke_after and n == self.args.revoke_after and self.token is not None:
+            with self.sh.lock:
+                self.sh.revoked.add(self.token)
+            self.log("token of this session revoked")
         self.send("250 2.0.0 OK <%d.%d@%s.outlook.office365.com> %s"
                   % (n, int(time.time()), self.args.hostname, DIAG))
         self.reset_tx()
@@ -578,6 +641,8 @@ def serve(conn, shared):
         pass
     finally:
         s.release()
+        with shared.lock:
+            shared.open -= 1
         s.log("close")
         try:
             s.sock.close()
@@ -594,12 +659,17 @@ def main():
     ap.add_argument("--basic-auth", choices=("disabled", "off", "on"), default="disabled")
     ap.add_argument("--max-conn", type=int, default=3)
     ap.add_argument("--rate", type=int, default=30)
+    ap.add_argument("--minute", type=float, default=60.0)
+    ap.add_argument("--idle-timeout", type=float, default=0.0)
     ap.add_argument("--fail", choices=("greeting-421", "stall", "drop-data", "stall-data",
                                        "quota"))
     ap.add_argument("--fail-times", type=int, default=-1)
     ap.add_argument("--hostname", default="SN4PR0501CA0001")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--log")
+    ap.add_argument("--token-sessions", action="store_true")
+    ap.add_argument("--revoke-after", type=int, default=0)
+    ap.add_argument("--data-delay", type=float, default=0.0)
     ap.add_argument("--lifetime", type=float, default=60.0)
     a = ap.parse_args()
 

@@ -19,7 +19,7 @@ Files in the --state DIR:
       {"users":   {"alice@contoso.com": {"password": "...", "case": "ok"}},
        "clients": {"<client_id>": {"public": true, "secret": "...", "case": "ok"}},
        "mode": "normal", "expires_in": 3599, "rotate_refresh": true,
-       "device_interval": 5}
+       "device_interval": 5, "device_expires_in": 900}
     user "case": ok | 50126 | 50034 | 50053 | 50055 | 50056 | 50057 | 50072 |
                  50074 | 50076 | 50079 | 53003: anything but "ok" is answered
                  with that AADSTS error whatever the password.  An unknown user
@@ -27,6 +27,17 @@ Files in the --state DIR:
     client "case": ok | 700016 | 7000218 | 65001.  A client that is not
                  "public" gets 7000218 on the password/device grants without
                  a client_secret; a wrong client_secret gets 7000215.
+    client "certificate": a PEM file: the client may authenticate with a
+                 client assertion (client_assertion_type jwt-bearer, RFC
+                 7523) signed by that certificate's key, as Entra checks it:
+                 header alg PS256 or RS256, typ JWT, x5t#S256 (or x5t) the
+                 certificate's thumbprint, else AADSTS700027 ("key was not
+                 found"); the signature verified with the certificate's
+                 public key (openssl dgst -verify), else AADSTS700027;
+                 claims aud = this token endpoint's URL, iss = sub =
+                 client_id (else AADSTS700021), exp in the future and
+                 nbf not in the future (else AADSTS700024), a jti never
+                 seen before (else AADSTS700027).  All invalid_client, 401.
     "mode": normal | 429 (with "Retry-After: 7") | 500 | 503 |
             slow (answers after the lifetime: longer than any client timeout) |
             truncated (Content-Length larger than the bytes sent, then close) |
@@ -56,6 +67,8 @@ or 401 for invalid_client.
 """
 
 import argparse
+import base64
+import binascii
 import hashlib
 import http.server
 import json
@@ -63,7 +76,9 @@ import os
 import secrets
 import socket
 import ssl
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -103,6 +118,12 @@ AADSTS = {
     7000215: ("invalid_client", "Invalid client secret provided. Ensure the secret being sent in "
               "the request is the client secret value, not the client secret ID, for a secret "
               "added to app '{client}'."),
+    700027: ("invalid_client", "Client assertion failed signature validation. [Reason - {reason}] "
+             "Thumbprint of key used by client: '{thumb}'."),
+    700024: ("invalid_client", "Client assertion is not within its valid time range. Current "
+             "time: {now}, assertion valid from {nbf}, expiry time of assertion {exp}."),
+    700021: ("invalid_client", "Client assertion application identifier doesn't match "
+             "'client_id' parameter."),
     700082: ("invalid_grant", "The refresh token has expired due to inactivity. The token was "
              "issued on 2025-01-01T00:00:00.0000000Z and was inactive for 90.00:00:00."),
     900144: ("invalid_request", "The request body must contain the following parameter: '{param}'."),
@@ -133,6 +154,7 @@ class State:
         self.deadline = deadline
         self.lock = threading.Lock()
         self.device_codes = {}
+        self.jtis = set()         # client assertion ids seen
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -155,6 +177,14 @@ class State:
     def log_request(self, entry):
         with self.lock, open(self.file("requests.log"), "a", encoding="utf-8") as f:
             f.write(json.dumps(entry, sort_keys=True) + "\n")
+
+
+def b64url(s):
+    return base64.urlsafe_b64decode(s + "=" * (-len(s) % 4))
+
+
+def b64url_enc(b):
+    return base64.urlsafe_b64encode(b).decode().rstrip("=")
 
 
 def long_token():
@@ -196,7 +226,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def send_error_code(self, code, status=None, headers=(), error=None, **fmt):
         default_error, text = AADSTS[code]
         error = error or default_error
-        text = text.format(client=fmt.get("client", ""), param=fmt.get("param", ""))
+        text = text.format(client=fmt.get("client", ""), param=fmt.get("param", ""),
+                           reason=fmt.get("reason", ""), thumb=fmt.get("thumb", ""),
+                           now=fmt.get("now", ""), nbf=fmt.get("nbf", ""), exp=fmt.get("exp", ""))
         trace, corr = str(uuid.uuid4()), str(uuid.uuid4())
         ts = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())
         if status is None:
@@ -321,6 +353,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if case != "ok":
             self.send_error_code(int(case), client=cid)
             return False
+        if "client_assertion" in form or "client_assertion_type" in form:
+            return self.assertion_check(client, form, cid)
         if "client_secret" in form:
             if form["client_secret"] != client.get("secret"):
                 self.send_error_code(7000215, client=cid)
@@ -329,6 +363,85 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_error_code(7000218, client=cid)
             return False
         return True
+
+    def assertion_check(self, client, form, cid):
+        """RFC 7523 2.2 as Entra checks it; True if good, else the answer was sent."""
+        def refuse(code, **kw):
+            self.send_error_code(code, client=cid, **kw)
+            return False
+
+        if form.get("client_assertion_type") != \
+                "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" or \
+                not form.get("client_assertion"):
+            return refuse(900144, param="client_assertion")
+        if "client_secret" in form:
+            return refuse(7000215)
+        parts = form["client_assertion"].split(".")
+        try:
+            if len(parts) != 3:
+                raise ValueError("not three parts")
+            header = json.loads(b64url(parts[0]))
+            claims = json.loads(b64url(parts[1]))
+            sig = b64url(parts[2])
+            if not isinstance(header, dict) or not isinstance(claims, dict):
+                raise ValueError("not JSON objects")
+        except (ValueError, binascii.Error) as e:
+            return refuse(700027, reason="malformed JWT: %s" % e, thumb="")
+        cert = client.get("certificate")
+        if not cert:
+            return refuse(700027, reason="The key was not found.", thumb="")
+        der = subprocess.run(["openssl", "x509", "-in", cert, "-outform", "DER"],
+                             capture_output=True, check=True).stdout
+        s256 = b64url_enc(hashlib.sha256(der).digest())
+        s1 = b64url_enc(hashlib.sha1(der).digest())
+        thumb = header.get("x5t#S256") or header.get("x5t") or ""
+        if header.get("typ") != "JWT" or header.get("alg") not in ("PS256", "RS256") or \
+                (header.get("x5t#S256") != s256 and header.get("x5t") != s1):
+            return refuse(700027, reason="The key was not found.", thumb=thumb)
+        if not self.signature_ok(cert, header["alg"], (parts[0] + "." + parts[1]).encode(),
+                                 sig):
+            return refuse(700027, reason="The signature is invalid.", thumb=thumb)
+        aud = "https://%s%s" % (self.headers.get("Host", ""), self.path.split("?")[0])
+        if claims.get("aud") != aud:
+            return refuse(700027, reason="The audience %r is not %r." % (claims.get("aud"), aud),
+                          thumb=thumb)
+        if claims.get("iss") != cid or claims.get("sub") != cid:
+            return refuse(700021)
+        now = int(time.time())
+        nbf, exp = claims.get("nbf"), claims.get("exp")
+        if not isinstance(nbf, int) or not isinstance(exp, int) or nbf > now + 300 or exp <= now:
+            return refuse(700024, now=now, nbf=nbf, exp=exp)
+        st = self.server.state
+        jti = claims.get("jti")
+        with st.lock:
+            replay = not jti or jti in st.jtis
+            st.jtis.add(jti)
+        if replay:
+            return refuse(700027, reason="The jti was used before.", thumb=thumb)
+        return True
+
+    def signature_ok(self, cert, alg, data, sig):
+        """Verify with the certificate's public key through openssl(1)."""
+        d = tempfile.mkdtemp(dir=self.server.state.path)
+        try:
+            pub = subprocess.run(["openssl", "x509", "-in", cert, "-pubkey", "-noout"],
+                                 capture_output=True, check=True).stdout
+            for name, blob in (("pub.pem", pub), ("data", data), ("sig", sig)):
+                with open(os.path.join(d, name), "wb") as f:
+                    f.write(blob)
+            cmd = ["openssl", "dgst", "-sha256", "-verify", os.path.join(d, "pub.pem"),
+                   "-signature", os.path.join(d, "sig")]
+            if alg == "PS256":
+                cmd[3:3] = ["-sigopt", "rsa_padding_mode:pss", "-sigopt", "rsa_pss_saltlen:32"]
+            cmd.append(os.path.join(d, "data"))
+            return subprocess.run(cmd, capture_output=True).returncode == 0
+        finally:
+            for name in ("pub.pem", "data", "sig"):
+                try:
+                    os.unlink(os.path.join(d, name))
+                except FileNotFoundError:
+                    pass
+            os.rmdir(d)
 
     def devicecode(self, conf, form):
         if not self.client_check(conf, form, need_public=True):
@@ -345,7 +458,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             "device_code": code,
             "user_code": user_code,
             "verification_uri": "https://microsoft.com/devicelogin",
-            "expires_in": 900,
+            "expires_in": conf.get("device_expires_in", 900),
             "interval": conf.get("device_interval", 5),
             "message": "To sign in, use a web browser to open the page "
                        "https://microsoft.com/devicelogin and enter the code %s to authenticate."
@@ -381,7 +494,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return
         if not self.client_check(conf, form, need_public=grant in ("password", GRANT_DEVICE)):
             return
-        if grant == "client_credentials" and "client_secret" not in form:
+        if grant == "client_credentials" and "client_secret" not in form and \
+                "client_assertion" not in form:
             self.send_error_code(7000218, client=form["client_id"])
             return
         scope = form.get("scope", "")

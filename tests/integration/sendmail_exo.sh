@@ -10,11 +10,21 @@
 #   SubmissionQuotaExceeded           -> waits (Next-Try later), no bounce,
 #                                        no attempt counted
 #   421 greeting                      -> retried (attempt counted)
-#   flow.per_minute                   -> a run stops at the limit, no 452
+#   the slow schedule of a held queue  -> flow.hold_retry doubling up to
+#                                        flow.hold_retry_max, one alert per
+#                                        hold, -q starts it over, a delivery
+#                                        ends the hold (O365_TEST_CLOCK_OFFSET
+#                                        moves o365-sendmail-test's clock)
+#   flow.per_minute                   -> a run sleeps through the rate wait
+#                                        (the session closed meanwhile) and
+#                                        sends everything, no 452
+#                                        (O365_TEST_MINUTE: a 2 s minute)
+#   a wait on an open session          -> NOOPs keep it past the fake's idle
+#                                        timeout; one session for both
+#                                        messages (skipped under $O365_WRAP:
+#                                        the wait would be spent starting up)
 #   --hold/--release/--delete/--retry/--failed
-#   4 runners, flow.connections 3, 1,000 messages: never a 432, every
-#                                        message exactly once, each session in
-#                                        queue order
+# (1,000 messages under the rate limit: sendmail_drain.sh.)
 # Runs as root (a per-run queue user is created and removed).
 set -u
 W=${O365_WRAP:-}
@@ -23,6 +33,7 @@ SRC=$(cd "$2" && pwd)
 # the build-tree front end: it execs the build-tree runner (o365-sendmail
 # would exec the installed one); with -C, as root, it behaves the same
 BIN=$BUILD/sendmail-shim/o365-sendmail-test
+TBIN=$BIN	# its runner also reads the test clock (O365_TEST_*)
 FAKE=$SRC/tests/fake/fake_exo_smtp.py
 [ "$(id -u)" = 0 ] || { echo "needs root"; exit 1; }
 [ -x "$BIN" ] || { echo "FAIL: $BIN not built"; exit 1; }
@@ -50,6 +61,7 @@ sendas() {	# sendas "LIST": the relay mailbox's SendAs grants
 }
 sendas ''
 PM=1000
+HOLD=
 mkconf() {	# mkconf PORT
 	cat > "$T/sendmail.conf" <<CONF
 smtp = { host = "localhost"; port = $1; timeout = 5; tls = "starttls"; helo = "web1.example.com"; };
@@ -57,7 +69,7 @@ tls = { ca_file = "$T/pki/ca.pem"; };
 auth = { user = "relay@contoso.com"; password_file = "$T/secret"; mechanism = "login"; };
 from = { address = "relay@contoso.com"; rewrite = "local"; };
 queue = { dir = "$T/spool"; user = "$QU"; };
-flow = { connections = 3; per_minute = $PM; };
+flow = { connections = 3; per_minute = $PM; $HOLD };
 CONF
 }
 mkconf 9
@@ -189,66 +201,98 @@ chmod 600 "$T/secret"
 $BIN $C --check > "$T/check.out" 2>&1 && grep -q 'config ok' "$T/check.out" && ok "--check: ok when fixed" ||
 	fail "--check ok: $(cat "$T/check.out")"
 
-# --- per_minute: a run stops at the limit instead of being refused
+# --- the slow schedule: 600 s doubling to 1500 s (flow.hold_retry*), one alert
+HOLD='hold_retry = 600; hold_retry_max = 1500;'
+serve --basic-auth disabled
+: > "$T/fake.log"
+queue1 30
+NOW=$(date +%s)
+trun() {	# trun OFFSET [ARGS]: o365-sendmail-test with its clock OFFSET s ahead
+	local off=$1; shift
+	: > "$T/run.out"
+	O365_TEST_CLOCK_OFFSET=$(( off + NOW - $(date +%s) )) $W $TBIN $C -v "${@:---queue-runner}" >> "$T/run.out" 2>&1
+	cat "$T/run.out" >> "$T/hold.out"
+}
+next_in() { grep -qE "next try in ($(( $1 - 1 ))|$1|$(( $1 + 1 )))s" "$T/run.out"; }
+auths() { grep -c 'C: AUTH' "$T/fake.log"; }
+: > "$T/hold.out"
+trun 0
+grep -q 'queue held (auth-disabled-tenant)' "$T/run.out" && ok "hold: the first failure alerts" || fail "hold: $(cat "$T/run.out")"
+grep -q '^holdtries 1$' "$T/spool/state/"*.flow && ok "hold: the state counts the tries" || fail "hold state: $(cat "$T/spool/state/"*.flow)"
+trun 300
+[ "$(auths)" = 1 ] && ok "hold: not tried before flow.hold_retry (600 s)" || fail "hold: AUTH tried $(auths) times at +300 s"
+trun 610
+[ "$(auths)" = 2 ] && next_in 1200 && ok "hold: tried again after 600 s, next after 1200 s (doubled)" ||
+	fail "hold +610: auths $(auths): $(cat "$T/run.out")"
+trun 1820
+[ "$(auths)" = 3 ] && next_in 1500 && ok "hold: capped at flow.hold_retry_max (1500 s)" || fail "hold +1820: $(cat "$T/run.out")"
+trun 3330
+[ "$(auths)" = 4 ] && next_in 1500 && ok "hold: stays at the cap" || fail "hold +3330: $(cat "$T/run.out")"
+[ "$(grep -c 'queue held (' "$T/hold.out")" = 1 ] && ok "hold: one alert for the whole hold, not one per try" ||
+	fail "hold alerts: $(grep -c 'queue held (' "$T/hold.out")"
+trun 3340 -q
+[ "$(auths)" = 5 ] && next_in 600 && ok "hold: -q tries now and starts the schedule over" || fail "hold -q: $(cat "$T/run.out")"
+[ -z "$(ls "$F")" ] && [ "$(nq)" = 1 ] && grep -q '^Attempts: 0$' "$(envof 30)" && ok "hold: nothing failed, no attempt counted" ||
+	fail "hold: failed $(ls "$F") queue $(nq)"
+serve --basic-auth on
+trun 3950
+[ "$(nq)" = 0 ] && [ "$(nout)" = 1 ] && grep -q 'queue resumed' "$T/run.out" && ok "hold: delivered at the next try, queue resumed" ||
+	fail "hold fixed: queue $(nq) out $(nout): $(cat "$T/run.out")"
+grep -q '^hold' "$T/spool/state/"*.flow && fail "hold: still recorded after a delivery" || ok "hold: a delivery ends the hold"
+serve --basic-auth disabled
+queue1 31
+trun 3960
+grep -q 'queue held (auth-disabled-tenant)' "$T/run.out" && next_in 600 && ok "hold: a new hold alerts again, from 600 s" ||
+	fail "new hold: $(cat "$T/run.out")"
+$BIN $C --release ALL > /dev/null
+grep -q '^hold' "$T/spool/state/"*.flow && fail "hold: still recorded after --release ALL" || ok "hold: --release ALL ends it"
+HOLD=
+serve --basic-auth on
+$BIN $C --delete ALL > /dev/null
+
+# --- per_minute: a run sleeps through the rate wait instead of being refused
 PM=5
 rm -f "$T/spool/state/"*.flow	# forget the sends of the tests above
-serve --basic-auth on --rate 5
+serve --basic-auth on --rate 5 --minute 1.966	# one test-second short of the 2 s minute
+: > "$T/fake.log"
 for i in $(seq 10 17); do queue1 $i; done
-: > "$T/run.out"; runner
-[ "$(nout)" = 5 ] && [ "$(nq)" = 3 ] && ok "per_minute 5: 5 sent, 3 wait" || fail "rate: out $(nout) queue $(nq)"
+: > "$T/run.out"
+O365_TEST_MINUTE=2 $W $TBIN $C --queue-runner -v >> "$T/run.out" 2>&1
+[ "$(nout)" = 8 ] && [ "$(nq)" = 0 ] && ok "per_minute 5: all 8 sent in one run" || fail "rate: out $(nout) queue $(nq)"
 grep -q ' 452 ' "$T/fake.log" && fail "the fake refused for rate" || ok "never over the server's rate"
-grep -q 'status=waiting' "$T/run.out" && ok "the wait is logged" || fail "no wait logged"
-wid=$(sed -n 's/.*: \([0-9a-f]\{26\}\): .*status=waiting.*/\1/p' "$T/run.out" | head -1)
-[ -n "$wid" ] && grep -q '^Attempts: 0$' "$Q/$wid.env" && ok "a wait is no attempt" || fail "wait counted: $wid $(cat "$Q/$wid.env")"
+grep -q 'draining at flow.per_minute = 5' "$T/run.out" && ok "the wait is logged" || fail "no wait logged"
+grep -q 'closing the session meanwhile' "$T/run.out" && [ "$(grep -c ' open [0-9]*$' "$T/fake.log")" = 2 ] &&
+	[ "$(grep -c 'C: QUIT' "$T/fake.log")" = 2 ] && ok "a long wait: QUIT, then a new session" ||
+	fail "long wait: $(grep -c ' open' "$T/fake.log") sessions"
+grep -q '^Attempts: [1-9]' "$Q"/*.env 2>/dev/null && fail "a wait counted as an attempt" || ok "a wait is no attempt"
 cp "$T/run.out" "$T/rate.out"; rm -f "$Q"/*
 
-# --- 1,000 messages, 4 runners, 3 connections
-PM=2000
-serve --basic-auth on --rate 2000 --max-conn 3
-: > "$T/fake.log"
-/usr/bin/python3 - "$Q" "$(id -u "$QU")" "$(id -g "$QU")" <<'PY' || fail "making 1000 messages"
-import os, sys, time
-q, uid, gid = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-t = int(time.time()) - 10
-for i in range(1000):
-    qid = "%010x%016x" % (t, i)
-    body = ("From: relay@contoso.com\nTo: bob@example.org\nSubject: n%d\n"
-            "Message-ID: <n%04d@example.org>\n\nbody %d\n" % (i, i, i)).encode()
-    for name, data in ((qid + ".msg", body),
-                       (qid + ".env", ("O365-Sendmail-Queue: 1\nId: %s\nUid: 0\nUser: root\n"
-                        "Sender: root@example.org\nCreated: %d\nSize: %d\nAttempts: 0\n"
-                        "Next-Try: 0\nBounce: 0\nEight-Bit: 0\nRcpt: bob@example.org\n"
-                        % (qid, t, len(body))).encode())):
-        p = os.path.join(q, name)
-        with open(p, "wb") as f:
-            f.write(data)
-        os.chown(p, uid, gid)
-        os.chmod(p, 0o600)
+# --- a wait of 15..30 s on an open session: NOOP every 15 s, no reconnect.
+# per_minute 2 with one send 34 s ago in the state: the first message goes,
+# the second waits about 27 s; the fake drops a session idle for 20 s; a
+# minute lasts 6 s (clock x10).
+if [ -z "$W" ]; then
+	PM=2
+	serve --basic-auth on --rate 2 --minute 5.9 --idle-timeout 2.0
+	: > "$T/fake.log"
+	for i in 20 21; do queue1 $i; done
+	E0=$(date +%s)
+	fl=$T/spool/state/relay@contoso.com.flow
+	/usr/bin/python3 - "$fl" "$E0" <<'PY' || fail "writing the flow state"
+import sys, time
+path, e = sys.argv[1], int(sys.argv[2])
+now = e + int((time.time() - e) * 10)	# testclock.c with O365_TEST_MINUTE=6
+open(path, "w").write("o365-flow 1\nm %d\n" % (now - 34))
 PY
-: > "$T/run.out"
-rp=()
-for _ in 1 2 3 4; do runner & rp+=($!); done
-for p in "${rp[@]}"; do wait "$p"; done	# not the fake: it is a child too
-for _ in 1 2 3; do [ "$(nq)" = 0 ] && break; runner; done	# a runner that found no slot left some
-[ "$(nq)" = 0 ] && ok "1000 messages drained" || fail "left in the queue: $(nq)"
-[ "$(nout)" = 1000 ] && ok "1000 delivered" || fail "delivered $(nout)"
-u=$(cat "$T/out"/*.eml | tr -d '\r' | sed -n 's/^Message-ID: <\(n[0-9]*\)@.*/\1/p' | sort -u | wc -l)
-[ "$u" = 1000 ] && ok "no message lost or duplicated (1000 distinct Message-IDs)" || fail "distinct ids $u"
-grep -q ' 432 \|Concurrent' "$T/fake.log" && fail "the connection limit was hit" || ok "never more than 3 connections"
-grep -q ' 452 ' "$T/fake.log" && fail "the rate limit was hit" || ok "never over the rate"
-# in queue order within each session
-/usr/bin/python3 - "$T/fake.log" "$T/out" <<'PY' && ok "each session sent in queue order" || fail "out of order"
-import re, sys, collections
-per = collections.defaultdict(list)
-for line in open(sys.argv[1]):
-    m = re.match(r".*conn (\d+) deliver (\d+)", line)
-    if m:
-        text = open("%s/%s.eml" % (sys.argv[2], m.group(2)), "rb").read().decode()
-        per[m.group(1)].append(int(re.search(r"Message-ID: <n(\d+)@", text).group(1)))
-bad = [c for c, v in per.items() if v != sorted(v)]
-print("sessions", len(per), "out of order", bad)
-sys.exit(1 if bad or not per else 0)
-PY
+	chown "$QU:$QU" "$fl"
+	: > "$T/run.out"
+	O365_TEST_MINUTE=6 O365_TEST_EPOCH=$E0 $TBIN $C --queue-runner -v >> "$T/run.out" 2>&1
+	[ "$(nout)" = 2 ] && [ "$(nq)" = 0 ] && ok "noop: both sent" || fail "noop: out $(nout) queue $(nq)"
+	grep -q 'C: NOOP' "$T/fake.log" && [ "$(grep -c ' open [0-9]*$' "$T/fake.log")" = 1 ] &&
+		! grep -q 'idle timeout' "$T/fake.log" && ok "noop: the session kept alive through the wait" ||
+		fail "noop: $(grep -c ' open' "$T/fake.log") sessions: $(grep -v ' C: \(RCPT\|DATA\)' "$T/fake.log" | tail -12)"
+	rm -f "$Q"/*
+fi
 
 grep -q "$PASS" "$T/run.out" && fail "the password reached a log" || ok "password never logged"
 unserve

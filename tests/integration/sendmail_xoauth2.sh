@@ -8,7 +8,9 @@
 #   wrong client secret (invalid_client): held, alert names the secret file
 #   --check / -v: identity, tenant, grant, expiry; unsafe secret file refused
 #     (and the run held with one alert)
-#   --oauth-login: pending, slow_down, ok; declined; expired
+#   --oauth-login without -v: URL and code, "still waiting" (once, not per
+#     poll), slow_down with the new interval, and a last line for success
+#     (where the token is), declined, expired_token and a code that ran out
 #   refresh token: delivered, rotated token stored (owner and mode kept)
 #   cached token expired at the server in a queue run: refresh, nothing lost
 #   a token under the 10-minute margin is never reused from the cache
@@ -178,15 +180,22 @@ printf '%s\n' "$SECRET" > "$T/client.secret"
 runq
 [ "$(nq)" = 0 ] && has_eml 6 && ok "secret fixed: delivered" || fail "secret fixed: queue=$(nq)"
 
-# --- --oauth-login: pending, slow_down, ok
+# --- --oauth-login without -v: what the user sees in each state
 mkconf "$RT"
-echo '{"user": "relay@contoso.com", "states": ["authorization_pending", "slow_down", "ok"]}' > "$T/state/device.json"
-$W $BIN $C -v --oauth-login > "$T/login.out" 2>&1; rc=$?
+echo '{"user": "relay@contoso.com", "states": ["authorization_pending", "authorization_pending", "slow_down", "ok"]}' > "$T/state/device.json"
+$W $BIN $C --oauth-login > "$T/login.out" 2>&1; rc=$?
 cat "$T/login.out" >> "$T/all.out"
 [ $rc = 0 ] && grep -q 'microsoft.com/devicelogin' "$T/login.out" && grep -q 'enter the code [A-Z0-9]\{9\}' "$T/login.out" &&
-	grep -q 'authorization_pending' "$T/login.out" && grep -q 'slow_down' "$T/login.out" &&
-	grep -q 'signed in' "$T/login.out" && ok "--oauth-login: URL, code, pending, slow_down, ok" ||
-	fail "--oauth-login: rc=$rc $(cat "$T/login.out")"
+	ok "--oauth-login: URL and code" || fail "--oauth-login: rc=$rc $(cat "$T/login.out")"
+# two pending answers a second apart: one "still waiting" line, not one per poll
+[ "$(grep -c '^still waiting for the sign-in (the code expires in [0-9]*s)' "$T/login.out")" = 1 ] &&
+	ok "--oauth-login: says it is still waiting, once" || fail "--oauth-login pending: $(cat "$T/login.out")"
+grep -q '^the sign-in service asked to poll more slowly: now every 6s$' "$T/login.out" &&
+	ok "--oauth-login: says slow_down and the new interval" || fail "--oauth-login slow_down: $(cat "$T/login.out")"
+[ "$(tail -n 1 "$T/login.out")" = "signed in: the refresh token for relay@contoso.com is stored in $RTF" ] &&
+	ok "--oauth-login: last line says where the token is stored" || fail "--oauth-login ok: $(cat "$T/login.out")"
+grep -q 'authorization_pending\|DEBUG\|oauth: host=' "$T/login.out" && fail "--oauth-login printed debug lines without -v" ||
+	ok "--oauth-login: no debug lines without -v"
 [ "$(stat -c '%U %a' "$RTF" 2>/dev/null)" = "$QU 600" ] && ok "refresh token stored 0600 for the queue user" ||
 	fail "refresh token file: $(stat -c '%U %a' "$RTF" 2>&1)"
 sum0=$(sha256sum < "$RTF")
@@ -194,9 +203,28 @@ for st in authorization_declined expired_token; do
 	echo "{\"user\": \"relay@contoso.com\", \"states\": [\"$st\"]}" > "$T/state/device.json"
 	$W $BIN $C --oauth-login > "$T/login.out" 2>&1; rc=$?
 	cat "$T/login.out" >> "$T/all.out"
-	[ $rc != 0 ] && grep -qi "${st%%_*}" "$T/login.out" && [ "$(sha256sum < "$RTF")" = "$sum0" ] &&
-		ok "--oauth-login $st: fails, token file untouched" || fail "--oauth-login $st: rc=$rc $(cat "$T/login.out")"
+	case $st in
+	authorization_declined) want='^sign-in declined: nothing stored; run --oauth-login again' ;;
+	*) want='^the code expired before the sign-in: nothing stored; run --oauth-login again' ;;
+	esac
+	[ $rc != 0 ] && grep -q "$want" "$T/login.out" && [ "$(sha256sum < "$RTF")" = "$sum0" ] &&
+		ok "--oauth-login $st: says so, token file untouched" || fail "--oauth-login $st: rc=$rc $(cat "$T/login.out")"
 done
+# -v adds the token client's debug lines
+echo '{"user": "relay@contoso.com", "states": ["authorization_declined"]}' > "$T/state/device.json"
+$W $BIN $C -v --oauth-login > "$T/login.out" 2>&1
+cat "$T/login.out" >> "$T/all.out"
+grep -q 'error=authorization_declined' "$T/login.out" && ok "--oauth-login -v: the poll answers are logged" ||
+	fail "--oauth-login -v: $(cat "$T/login.out")"
+# the code runs out while the user has not signed in (a 3 s code, polled every 1 s)
+sed -i 's/"device_interval": 1}/"device_interval": 1, "device_expires_in": 3}/' "$T/state/users.json"
+echo '{"user": "relay@contoso.com", "states": ["authorization_pending", "authorization_pending", "authorization_pending", "authorization_pending"]}' > "$T/state/device.json"
+$W $BIN $C --oauth-login > "$T/login.out" 2>&1; rc=$?
+cat "$T/login.out" >> "$T/all.out"
+[ $rc != 0 ] && grep -q '^no sign-in before the code expired: nothing stored; run --oauth-login again' "$T/login.out" &&
+	grep -q '^still waiting for the sign-in' "$T/login.out" && [ "$(sha256sum < "$RTF")" = "$sum0" ] &&
+	ok "--oauth-login: the code ran out while waiting: says so" || fail "--oauth-login code ran out: rc=$rc $(cat "$T/login.out")"
+users 3599
 
 # --- refresh token: delivered, the rotated token stored with its owner and mode
 queue1 7

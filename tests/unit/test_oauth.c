@@ -755,6 +755,7 @@ live_client_credentials(void **state)
 {
 	struct o365_oauth_opts o = opts_for(CLIENT_CONF, &tls_test);
 	struct o365_secret *cs = secret(CLIENT_SECRET), *bad = secret("wrong-secret");
+	struct o365_secret *jwt = secret("eyJhbGciOiJQUzI1NiJ9.eyJhdWQiOiJ4In0.c2ln");
 	struct o365_oauth_request rq = {
 		.grant = O365_GRANT_CLIENT_CREDENTIALS, .scope = O365_SCOPE_APP, .client_secret = cs,
 	};
@@ -763,6 +764,8 @@ live_client_credentials(void **state)
 	struct o365_error err;
 	struct o365_deadline dl;
 	struct json_object *req;
+	char url[512], want[512];
+	int n;
 
 	(void)state;
 	set_conf("normal", 1);
@@ -780,8 +783,42 @@ live_client_credentials(void **state)
 	assert_string_equal(oerr.error, "invalid_client");
 	assert_int_equal(oerr.aadsts, 7000215);
 	assert_int_equal(oerr.http_status, 401);
+
+	/* a client assertion instead (RFC 7523 2.2): sent as is, no secret; the
+	 * fake knows no certificate for this app: "the key was not found" */
+	rq.client_secret = NULL;
+	rq.client_assertion = jwt;
+	assert_int_equal(o365_oauth_token(&o, &rq, &dl, NULL, &tok, &oerr, &err), O365_E_AUTH);
+	assert_string_equal(oerr.error, "invalid_client");
+	assert_int_equal(oerr.aadsts, 700027);
+	assert_non_null(req = last_request());
+	assert_string_equal(form_field(req, "client_assertion_type"),
+	    "urn:ietf:params:oauth:client-assertion-type:jwt-bearer");
+	assert_string_equal(form_field(req, "client_assertion"), jwt->data);
+	assert_null(form_field(req, "client_secret"));
+	json_object_put(req);
+	/* one of the two, not both, not none: refused before sending */
+	n = request_count();
+	rq.client_secret = cs;
+	assert_int_equal(o365_oauth_token(&o, &rq, &dl, NULL, &tok, &oerr, &err), O365_E_INVAL);
+	rq.client_secret = NULL;
+	rq.client_assertion = NULL;
+	assert_int_equal(o365_oauth_token(&o, &rq, &dl, NULL, &tok, &oerr, &err), O365_E_INVAL);
+	assert_int_equal(request_count(), n);
+	assert_null(tok);
+
+	/* the assertion's audience is the URL the request goes to */
+	assert_int_equal(o365_oauth_endpoint_url(&o, "token", url, sizeof(url), &err), O365_OK);
+	snprintf(want, sizeof(want), "%s/contoso.onmicrosoft.com/oauth2/v2.0/token", fx.authority);
+	assert_string_equal(url, want);
+	assert_int_equal(o365_oauth_endpoint_url(&o, "token", url, strlen(want), &err),
+	    O365_E_CONFIG);
+	o.authority = "http://login.example";
+	assert_int_equal(o365_oauth_endpoint_url(&o, "token", url, sizeof(url), &err),
+	    O365_E_CONFIG);
 	o365_secret_free(&cs);
 	o365_secret_free(&bad);
+	o365_secret_free(&jwt);
 }
 
 static void

@@ -79,6 +79,31 @@ defaults_and_refusals(void **state)
 	    "  refresh_token_file = \"/var/b\"; };", &c, &err), O365_OK);
 	assert_int_equal(sm_conf_check_relay(&c, &err), O365_OK);
 	sm_conf_free(&c);
+	/* a certificate credential: both files, and alone */
+	assert_int_equal(sm_conf_load_string("auth = { mechanism = \"xoauth2\"; user = \"r@c.com\"; };\n"
+	    "from = { address = \"r@c.com\"; };\n"
+	    "oauth = { tenant = \"contoso.onmicrosoft.com\"; client_id = \"abc\";\n"
+	    "  certificate_file = \"/etc/o365/app.pem\"; private_key_file = \"/etc/o365/app.key\"; };",
+	    &c, &err), O365_OK);
+	assert_string_equal(c.oauth_certificate_file, "/etc/o365/app.pem");
+	assert_string_equal(c.oauth_private_key_file, "/etc/o365/app.key");
+	assert_int_equal(sm_conf_check_relay(&c, &err), O365_OK);
+	sm_conf_free(&c);
+	assert_int_equal(sm_conf_load_string("auth = { mechanism = \"xoauth2\"; user = \"r@c.com\"; };\n"
+	    "from = { address = \"r@c.com\"; };\n"
+	    "oauth = { tenant = \"contoso.onmicrosoft.com\"; client_id = \"abc\";\n"
+	    "  private_key_file = \"/etc/o365/app.key\"; };", &c, &err), O365_OK);
+	assert_int_equal(sm_conf_check_relay(&c, &err), O365_E_CONFIG);
+	assert_non_null(strstr(err.why, "oauth.private_key_file needs oauth.certificate_file"));
+	sm_conf_free(&c);
+	assert_int_equal(sm_conf_load_string("auth = { mechanism = \"xoauth2\"; user = \"r@c.com\"; };\n"
+	    "from = { address = \"r@c.com\"; };\n"
+	    "oauth = { tenant = \"contoso.onmicrosoft.com\"; client_id = \"abc\";\n"
+	    "  certificate_file = \"/etc/o365/app.pem\"; private_key_file = \"/etc/o365/app.key\";\n"
+	    "  client_secret_file = \"/etc/o365/a\"; };", &c, &err), O365_OK);
+	assert_int_equal(sm_conf_check_relay(&c, &err), O365_E_CONFIG);
+	assert_non_null(strstr(err.why, "exactly one credential, not 2"));
+	sm_conf_free(&c);
 	assert_int_equal(sm_conf_load_string("auth = { mechanism = \"xoauth2\"; user = \"r@c.com\"; };\n"
 	    "from = { address = \"r@c.com\"; };\n"
 	    "oauth = { authority = \"http://x\"; tenant = \"t\"; client_id = \"abc\";\n"

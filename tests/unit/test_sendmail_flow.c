@@ -315,19 +315,20 @@ rate_limit_per_minute(void **state)
 	f->sh->clock = t0 + 10;
 	for (i = 0; i < 10; i++)
 		assert_int_equal(reserve(other, 1), 0);	/* another runner shares the budget */
-	/* the 31st within the minute waits until the first is 60 s old */
-	assert_int_equal(reserve(fl, 1), 50);
+	/* the 31st within the minute waits until the first is a minute old:
+	 * 61 s of whole-second stamps (a send at t0 may have left at t0 + 0.9) */
+	assert_int_equal(reserve(fl, 1), 51);
 	assert_int_equal(sm_flow_check(other, 1, &wait, &err), O365_OK);
-	assert_int_equal(wait, 50);
-	f->sh->clock = t0 + 59;
-	assert_int_equal(reserve(fl, 1), 1);
+	assert_int_equal(wait, 51);
 	f->sh->clock = t0 + 60;
+	assert_int_equal(reserve(fl, 1), 1);
+	f->sh->clock = t0 + 61;
 	/* the first 20 left the window: 20 more fit, then the 10 from t0+10 */
 	for (i = 0; i < 20; i++)
 		assert_int_equal(reserve(fl, 1), 0);
 	assert_int_equal(reserve(fl, 1), 10);
 	/* a check never records */
-	f->sh->clock = t0 + 70;
+	f->sh->clock = t0 + 71;
 	for (i = 0; i < 50; i++) {
 		assert_int_equal(sm_flow_check(fl, 1, &wait, &err), O365_OK);
 		assert_int_equal(wait, 0);
@@ -365,7 +366,7 @@ rate_limit_across_processes(void **state)
 					_exit(2);
 				if (wait == 0)
 					__atomic_add_fetch(&f->sh->reserved, 1, __ATOMIC_SEQ_CST);
-				else if (wait != 60)
+				else if (wait != 61)
 					_exit(3);
 			}
 			sm_flow_close(&fl);
@@ -508,6 +509,58 @@ queue_hold_alerts_once(void **state)
 	sm_flow_close(&other);
 }
 
+/* The slow schedule of a held queue: first, doubling to max, shared by
+ * every runner; -q (restart) starts over without a new alert; a release
+ * forgets it.  And which limit a wait is for. */
+static void
+hold_backoff_and_wait_reasons(void **state)
+{
+	struct fx *f = *state;
+	struct sm_flow_limits l;
+	struct sm_flow *fl, *other;
+	struct o365_error err;
+	enum sm_flow_wait why;
+	long long until, wait, t0 = f->sh->clock;
+	int first, was;
+
+	limits(&l, 3, 2, 10000);
+	assert_non_null(fl = open_flow(f, &l));
+	assert_non_null(other = open_flow(f, &l));
+	assert_int_equal(sm_flow_hold_backoff(fl, 900, 3000, 0, "535", &first, &until, &err), O365_OK);
+	assert_int_equal(first, 1);
+	assert_int_equal(until, t0 + 900);
+	assert_int_equal(sm_flow_hold_backoff(other, 900, 3000, 0, "535", &first, &until, &err),
+	    O365_OK);
+	assert_int_equal(first, 0);
+	assert_int_equal(until, t0 + 1800);		/* doubled, by another runner */
+	assert_int_equal(sm_flow_hold_backoff(fl, 900, 3000, 0, "535", &first, &until, &err), O365_OK);
+	assert_int_equal(until, t0 + 3000);		/* 3600 capped */
+	assert_int_equal(sm_flow_hold_backoff(fl, 900, 3000, 0, "535", &first, &until, &err), O365_OK);
+	assert_int_equal(until, t0 + 3000);
+	assert_int_equal(sm_flow_hold_backoff(fl, 900, 3000, 1, "535", &first, &until, &err), O365_OK);
+	assert_int_equal(first, 0);			/* -q: same hold, no alert */
+	assert_int_equal(until, t0 + 900);
+	assert_int_equal(sm_flow_release(other, &was, &err), O365_OK);
+	assert_int_equal(was, 1);
+	assert_int_equal(sm_flow_hold_backoff(fl, 900, 3000, 0, "535", &first, &until, &err), O365_OK);
+	assert_int_equal(first, 1);			/* a new hold */
+	assert_int_equal(until, t0 + 900);
+	assert_int_equal(sm_flow_release(fl, &was, &err), O365_OK);
+	/* reasons: rate, then the quota */
+	assert_int_equal(sm_flow_reserve_why(fl, 1, &wait, &why, &err), O365_OK);
+	assert_int_equal(why, SM_FLOW_GO);
+	assert_int_equal(sm_flow_reserve_why(fl, 1, &wait, &why, &err), O365_OK);
+	assert_int_equal(sm_flow_check_why(other, 1, &wait, &why, &err), O365_OK);
+	assert_int_equal(why, SM_FLOW_RATE);
+	assert_int_equal(wait, 61);
+	assert_int_equal(sm_flow_quota_hit(other, &until, &err), O365_OK);
+	assert_int_equal(sm_flow_reserve_why(fl, 1, &wait, &why, &err), O365_OK);
+	assert_int_equal(why, SM_FLOW_QUOTA);
+	assert_true(wait > 60);
+	sm_flow_close(&fl);
+	sm_flow_close(&other);
+}
+
 /* A damaged or foreign state file is taken as empty, never as a stop. */
 static void
 damaged_state_is_ignored(void **state)
@@ -534,13 +587,13 @@ damaged_state_is_ignored(void **state)
 	    "unknown line\nm %lld", f->sh->clock, f->sh->clock, f->sh->clock);
 	fclose(fp);
 	assert_int_equal(reserve(fl, 1), 0);		/* only one send counted */
-	assert_int_equal(reserve(fl, 1), 60);		/* per_minute 2 reached */
+	assert_int_equal(reserve(fl, 1), 61);		/* per_minute 2 reached */
 	/* sends stamped in the future (the clock went back) count as now */
 	fp = fopen(path, "w");
 	assert_non_null(fp);
 	fprintf(fp, "o365-flow 1\nm %lld\nm %lld\n", f->sh->clock + 100000, f->sh->clock + 100000);
 	fclose(fp);
-	assert_int_equal(reserve(fl, 1), 60);
+	assert_int_equal(reserve(fl, 1), 61);
 	for (i = 0; i < 2; i++)
 		f->sh->clock += 60;
 	assert_int_equal(reserve(fl, 1), 0);
@@ -681,6 +734,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(quota_hit_waits_for_the_window, setup, teardown),
 		cmocka_unit_test_setup_teardown(quota_clear_by_the_admin, setup, teardown),
 		cmocka_unit_test_setup_teardown(queue_hold_alerts_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(hold_backoff_and_wait_reasons, setup, teardown),
 		cmocka_unit_test_setup_teardown(damaged_state_is_ignored, setup, teardown),
 		cmocka_unit_test_setup_teardown(state_files_are_private, setup, teardown),
 		cmocka_unit_test_setup_teardown(prepare_dir_for_the_queue_user, setup, teardown),

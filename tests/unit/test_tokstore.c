@@ -50,6 +50,7 @@ static struct {
 	size_t		 nsleeps;
 	int		 shown;
 	char		 user_code[64];
+	char		 polls[512];	/* "state/interval/left " per poll_fn call */
 } fx;
 
 static void
@@ -198,6 +199,15 @@ sleep_hook(void *ctx, unsigned int secs)
 }
 
 static void
+poll_hook(void *ctx, const char *st, long interval, long left)
+{
+	size_t n = strlen(fx.polls);
+
+	(void)ctx;
+	snprintf(fx.polls + n, sizeof(fx.polls) - n, "%s/%ld/%ld ", st, interval, left);
+}
+
+static void
 show_hook(void *ctx, const struct o365_devicecode *dc)
 {
 	(void)ctx;
@@ -233,6 +243,7 @@ cfg_rt(void)
 		.cache_dir = fx.cache,
 		.owner_uid = geteuid(),
 		.sleep_fn = sleep_hook,
+		.poll_fn = poll_hook,
 	};
 
 	return c;
@@ -351,6 +362,7 @@ reset(void **state)
 	drop_cache();
 	fx.nsleeps = 0;
 	fx.shown = 0;
+	fx.polls[0] = '\0';
 	return 0;
 }
 
@@ -832,6 +844,10 @@ device_login_pending_slow_down_ok(void **state)
 	assert_int_equal(fx.sleeps[1], 1);
 	assert_int_equal(fx.sleeps[2], 6);
 	assert_int_equal(fx.sleeps[3], 6);
+	/* the front end heard every answer that kept it waiting: the state, the
+	 * next interval and what is left of the fake's 900 s */
+	assert_string_equal(fx.polls, "authorization_pending/1/899 slow_down/6/898 "
+	    "authorization_pending/6/892 ");
 	/* the refresh token was created 0600 and holds the issued token */
 	assert_int_equal(lstat(fx.rt_file, &st), 0);
 	assert_int_equal(st.st_mode & 07777, 0600);
@@ -858,11 +874,14 @@ device_login_declined_and_expired(void **state)
 	for (i = 0; i < 2; i++) {
 		(void)unlink(fx.rt_file);
 		fx.nsleeps = 0;
+		fx.polls[0] = '\0';
 		snprintf(script, sizeof(script), "[\"authorization_pending\", \"%s\"]", states[i]);
 		set_device(script);
 		assert_int_equal(login(&oerr, &err), O365_E_AUTH);
 		assert_string_equal(oerr.error, states[i]);
 		assert_int_equal(fx.nsleeps, 2);
+		/* the final answer is the caller's to tell, not a "still waiting" */
+		assert_string_equal(fx.polls, "authorization_pending/1/899 ");
 		assert_int_equal(lstat(fx.rt_file, &st), -1);	/* nothing stored */
 		assert_int_equal(errno, ENOENT);
 	}

@@ -32,7 +32,7 @@ struct o365_oauth_opts {
 
 enum o365_oauth_grant {
 	O365_GRANT_PASSWORD,		/* ROPC: username + password */
-	O365_GRANT_CLIENT_CREDENTIALS,	/* client_secret */
+	O365_GRANT_CLIENT_CREDENTIALS,	/* client_secret or client_assertion */
 	O365_GRANT_REFRESH_TOKEN,	/* refresh_token */
 	O365_GRANT_DEVICE_CODE,		/* device_code */
 };
@@ -44,6 +44,11 @@ struct o365_oauth_request {
 	const struct o365_secret	*password;	/* PASSWORD */
 	const struct o365_secret	*client_secret;	/* CLIENT_CREDENTIALS (and confidential clients) */
 	const struct o365_secret	*refresh_token;	/* REFRESH_TOKEN */
+	const struct o365_secret	*client_assertion;	/* CLIENT_CREDENTIALS with a
+								 * certificate (jwt.h), instead
+								 * of client_secret: sent with
+								 * client_assertion_type
+								 * jwt-bearer (RFC 7523 2.2) */
 	const char			*device_code;	/* DEVICE_CODE */
 };
 
@@ -89,6 +94,15 @@ int	o365_oauth_token(const struct o365_oauth_opts *o, const struct o365_oauth_re
 	    const struct o365_deadline *dl, const struct o365_log *lg,
 	    struct o365_token **tok_out, struct o365_oauth_error *oerr,
 	    struct o365_error *err) O365_MUST_CHECK;
+
+/*
+ * The URL of endpoint ("token", "devicecode") for o:
+ * <authority>/<tenant>/oauth2/v2.0/<endpoint>, exactly as requests use it
+ * (the "aud" of a client assertion).  O365_E_CONFIG as o365_oauth_token
+ * (bad authority, tenant or client_id; too long for size).
+ */
+int	o365_oauth_endpoint_url(const struct o365_oauth_opts *o, const char *endpoint,
+	    char *dst, size_t size, struct o365_error *err) O365_MUST_CHECK;
 
 struct o365_devicecode {
 	char	device_code[1024];

@@ -149,6 +149,10 @@ int	o365_smtp_data_fd(struct o365_smtp *s, int fd, const struct o365_deadline *d
 int	o365_smtp_rset(struct o365_smtp *s, const struct o365_deadline *dl,
 	    struct o365_error *err) O365_MUST_CHECK;
 
+/* NOOP: keeps an idle session alive (and shows it still is). */
+int	o365_smtp_noop(struct o365_smtp *s, const struct o365_deadline *dl,
+	    struct o365_error *err) O365_MUST_CHECK;
+
 /* QUIT (best effort within dl), close and free; *sp = NULL.  NULL-safe. */
 void	o365_smtp_quit(struct o365_smtp **sp, const struct o365_deadline *dl);
 

@@ -27,6 +27,7 @@
 #include "deadline.h"
 #include "limits.h"
 #include "log.h"
+#include "jwt.h"
 #include "oauth.h"
 #include "secret.h"
 
@@ -38,7 +39,7 @@
 #define O365_TOKSTORE_SCOPE_DELEGATED	O365_SCOPE_SMTP " offline_access"
 
 enum o365_tokstore_grant {
-	O365_TOKSTORE_CLIENT_CREDENTIALS = 1,	/* client_secret_file */
+	O365_TOKSTORE_CLIENT_CREDENTIALS = 1,	/* client_secret_file or client_key */
 	O365_TOKSTORE_REFRESH_TOKEN = 2,	/* refresh_token_file */
 };
 
@@ -54,6 +55,12 @@ struct o365_tokstore_cfg {
 							 * already in memory (read by root
 							 * before a privilege drop); when set,
 							 * client_secret_file is not read */
+	const struct o365_jwt_key	*client_key;	/* CLIENT_CREDENTIALS with a
+							 * certificate: the app's key, loaded
+							 * by the caller (as root before a
+							 * privilege drop); when set, each
+							 * request carries a new client
+							 * assertion and no client secret */
 	const char			*scope;		/* NULL: O365_TOKSTORE_SCOPE_APP or _DELEGATED */
 	const char			*cache_dir;	/* required; owned by owner_uid, not group/other
 							 * writable */
@@ -66,6 +73,17 @@ struct o365_tokstore_cfg {
 	 */
 	void				(*sleep_fn)(void *ctx, unsigned int seconds);
 	void				*sleep_ctx;
+
+	/*
+	 * Optional (o365_tokstore_device_login): called after each poll that
+	 * goes on waiting, so a front end can tell the user.  state is
+	 * "authorization_pending", "slow_down" or "busy" (429/5xx); interval
+	 * the seconds until the next poll; left the seconds until the code
+	 * expires.  Never given a secret.
+	 */
+	void				(*poll_fn)(void *ctx, const char *state, long interval,
+					    long left);
+	void				*poll_ctx;
 };
 
 /* "client_credentials" / "refresh_token" / "?" */
