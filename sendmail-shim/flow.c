@@ -424,8 +424,9 @@ flow_parse_line(struct sm_flow *f, char *line, long long now)
 		if (parse_ll(line + 5, &end, &t) && (*end == ' ' || *end == '\0')) {
 			f->held = 1;
 			f->hold_until = t;
-			snprintf(f->hold_reason, sizeof(f->hold_reason), "%s",
-			    *end == ' ' ? end + 1 : "");
+			/* back into mailq and the log: printable whatever the file holds */
+			o365_sanitize(f->hold_reason, sizeof(f->hold_reason), *end == ' ' ? end + 1 : "",
+			    *end == ' ' ? strlen(end + 1) : 0);
 		}
 	}
 }
