@@ -404,6 +404,8 @@ jwt_sign(const struct o365_jwt_key *k, const char *in, size_t len, unsigned char
 	sig = NULL;
 	r = O365_OK;
 out:
+	if (sig != NULL)
+		o365_cleanse(sig, siglen);
 	free(sig);
 	EVP_MD_CTX_free(md);	/* frees pctx too */
 	return r;
@@ -446,6 +448,9 @@ o365_jwt_assertion(const struct o365_jwt_key *k, const char *client_id, const ch
 out:
 	o365_secret_free(&s);
 	free(in);
+	/* with the (public) signing input, the signature is the assertion */
+	if (sig != NULL)
+		o365_cleanse(sig, siglen);
 	free(sig);
 	return r;
 }

@@ -28,10 +28,6 @@
 #define FLOW_MAX_KEY	200				/* the escaped mailbox in file names */
 #define FLOW_MAX_SLOTS	64
 #define FLOW_QUOTA_WAIT	3600				/* quota hit with nothing recorded */
-/* The rate window: Exchange counts 60 s of real time, the state whole
- * seconds (a send stamped t went out in [t, t + 1)): one second more keeps
- * per_minute + 1 sends out of any real minute. */
-#define FLOW_RATE_WINDOW	61
 
 struct flow_bucket {
 	long long	t;		/* start of the minute */
@@ -404,7 +400,7 @@ flow_parse_line(struct sm_flow *f, char *line, long long now)
 				t = now;	/* saved so: the wait ends */
 				f->dirty = 1;
 			}
-			if (t > now - FLOW_RATE_WINDOW)
+			if (t > now - SM_FLOW_RATE_WINDOW)
 				flow_add_send(f, t);
 		}
 	} else if (strncmp(line, "d ", 2) == 0) {
@@ -428,8 +424,9 @@ flow_parse_line(struct sm_flow *f, char *line, long long now)
 		if (parse_ll(line + 5, &end, &t) && (*end == ' ' || *end == '\0')) {
 			f->held = 1;
 			f->hold_until = t;
-			snprintf(f->hold_reason, sizeof(f->hold_reason), "%s",
-			    *end == ' ' ? end + 1 : "");
+			/* back into mailq and the log: printable whatever the file holds */
+			o365_sanitize(f->hold_reason, sizeof(f->hold_reason), *end == ' ' ? end + 1 : "",
+			    *end == ' ' ? strlen(end + 1) : 0);
 		}
 	}
 }
@@ -553,7 +550,7 @@ flow_wait(const struct sm_flow *f, unsigned nrcpt, long long now, enum sm_flow_w
 	}
 	if (f->nm >= f->lim.per_minute) {
 		/* the oldest of the last per_minute sends must be a minute old */
-		w = f->m[f->nm - f->lim.per_minute] + FLOW_RATE_WINDOW - now;
+		w = f->m[f->nm - f->lim.per_minute] + SM_FLOW_RATE_WINDOW - now;
 		if (w > wait) {
 			wait = w;
 			*why = SM_FLOW_RATE;

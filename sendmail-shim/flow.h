@@ -38,6 +38,11 @@ struct sm_flow_limits {
 #define SM_FLOW_DAY_RECIPIENTS	10000
 #define SM_FLOW_MAX_RECIPIENTS	500
 #define SM_FLOW_WINDOW		86400	/* seconds in the recipient window */
+/* The rate window: Exchange counts 60 s of real time, the state whole
+ * seconds (a send stamped t went out in [t, t + 1)): one second more keeps
+ * per_minute + 1 sends out of any real minute.  So a per_minute wait lasts
+ * up to this long (SM_FLOW_RATE). */
+#define SM_FLOW_RATE_WINDOW	61
 #define SM_FLOW_HOLD_RETRY	900	/* a held queue: first retry after 15 min, */
 #define SM_FLOW_HOLD_RETRY_MAX	21600	/* doubling up to 6 h (flow.hold_retry*) */
 
@@ -114,7 +119,7 @@ int	sm_flow_reserve(struct sm_flow *f, unsigned nrcpt, long long *wait_out,
 /* What a wait is for (sm_flow_reserve_why): the longest of them. */
 enum sm_flow_wait {
 	SM_FLOW_GO,		/* no wait */
-	SM_FLOW_RATE,		/* per_minute: at most 60 s */
+	SM_FLOW_RATE,		/* per_minute: at most SM_FLOW_RATE_WINDOW s */
 	SM_FLOW_DAY,		/* the 24 h recipient budget */
 	SM_FLOW_QUOTA,		/* the server's quota reply (sm_flow_quota_hit) */
 };

@@ -10,7 +10,7 @@
  * connection-level failure ends the run; the remaining messages stay queued
  * untouched.
  *
- * Draining under flow.per_minute: a rate wait (at most 60 s) is slept
+ * Draining under flow.per_minute: a rate wait (at most 61 s) is slept
  * through.  On a wait up to SM_KEEP_OPEN the session stays open, with a NOOP
  * every SM_NOOP_EVERY seconds (Exchange Online drops idle sessions); a
  * longer one ends the session politely (QUIT, the connection slot is kept)
@@ -57,7 +57,7 @@ sm_drop_privileges(uid_t uid, gid_t gid, struct o365_error *err)
 	return O365_OK;
 }
 
-#define SM_MAX_SLEEP	60	/* longest wait slept through: a per_minute wait */
+#define SM_MAX_SLEEP	SM_FLOW_RATE_WINDOW	/* longest wait slept through: a per_minute wait */
 #define SM_KEEP_OPEN	30	/* longer waits QUIT and reconnect after */
 #define SM_NOOP_EVERY	15	/* while waiting on an open session, a NOOP this often */
 #define SM_MAX_PASSES	1000	/* passes over the queue in one run (a bound) */

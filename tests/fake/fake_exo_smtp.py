@@ -531,6 +531,10 @@ class Session:
         if len(self.rcpts) >= MAX_RCPT:
             self.send("452 4.5.3 Too many recipients")
             return
+        if addr_of(arg[3:])[0].lower() in self.args.defer_rcpt:
+            self.send("451 4.7.500 Server busy. Please try again later from [127.0.0.1]. "
+                      "(S77714) [SN4PR0501CA0001.namprd05.prod.outlook.com]")
+            return
         self.rcpts.append(addr_of(arg[3:])[0])
         self.send("250 2.1.5 Recipient OK")
 
@@ -670,6 +674,8 @@ def main():
     ap.add_argument("--token-sessions", action="store_true")
     ap.add_argument("--revoke-after", type=int, default=0)
     ap.add_argument("--data-delay", type=float, default=0.0)
+    ap.add_argument("--defer-rcpt", action="append", default=[], type=str.lower,
+                    help="answer RCPT TO this address with 451 4.7.500 (repeatable)")
     ap.add_argument("--lifetime", type=float, default=60.0)
     a = ap.parse_args()
 

@@ -9,7 +9,9 @@
 #   - -q, which must reach the network, does load libssl: through the
 #     runner, which the front end execs (argv unchanged); libcurl only when
 #     auth.mechanism is xoauth2 (the runner execs o365-sendmail-runner-oauth);
-#   - the installed front end names the libexec runner.
+#   - the installed front end names the libexec runner;
+#   - neither installed program reads a test-only variable (the test clock,
+#     the write fault hook).
 # Runs as any user; needs no network and no queue user.
 set -u
 W=${O365_WRAP:-}	# unused: LD_DEBUG output is what is checked here
@@ -91,6 +93,17 @@ if [ "$(id -u)" = 0 ]; then
 fi
 grep -q "libexec/o365-unix/o365-sendmail-runner" "$FRONT" && ok "o365-sendmail execs the libexec runner" ||
 	fail "o365-sendmail does not name libexec/o365-unix/o365-sendmail-runner"
+
+# the installed programs have no test hooks: a caller's environment cannot
+# move the runner's clock or fake write errors (the -test builds do have them)
+TESTENV='O365_TEST_CLOCK_OFFSET|O365_TEST_MINUTE|O365_TEST_EPOCH|O365_SENDMAIL_FAULT'
+grep -aEq "$TESTENV" "$TBIN" "$BUILD/sendmail-shim/o365-sendmail-runner-test" &&
+	ok "the test builds name the test variables (the check works)" ||
+	fail "the test builds do not name $TESTENV: the check proves nothing"
+for b in "$FRONT" "$RUNNER" "$OAUTH"; do
+	grep -aEq "$TESTENV" "$b" && fail "$(basename "$b") reads $(grep -aEo "$TESTENV" "$b" | sort -u | tr '\n' ' ')" ||
+		ok "$(basename "$b"): no test-only environment variable"
+done
 
 [ "$FAILS" = 0 ] || { echo "$FAILS failure(s)"; exit 1; }
 echo "all ok"

@@ -54,6 +54,7 @@ tls = { ca_file = "$T/pki/ca.pem"; };
 auth = { user = "relay@contoso.com"; password_file = "$T/secret"; mechanism = "login"; };
 from = { address = "relay@contoso.com"; rewrite = "$2"; };
 queue = { dir = "$T/spool"; user = "$QU"; };
+aliases = { team = "ann@example.org, busy@example.org"; };
 CONF
 }
 C="-C $T/sendmail.conf"
@@ -137,6 +138,14 @@ $W $BIN $C --test-send bob@example.org > "$T/ts.out" 2> "$T/ts.err"; rc=$?
 [ $rc = 0 ] && [ "$(ls "$T/out"/*.eml 2>/dev/null | wc -l)" = 1 ] && grep -q 'queue resumed' "$T/ts.out" &&
 	ok "after the fix: sent once, and the held queue resumed" || fail "fixed: exit $rc: $(cat "$T/ts.out")"
 no_secret "exo" "$T/ts.out" "$T/ts.err"
+# an alias for two recipients, one of them deferred by the server: not a success,
+# and the deferred rest is not left queued to be retried or bounced later
+serve local --basic-auth on --defer-rcpt busy@example.org
+$W $BIN $C --test-send team > "$T/ts.out" 2> "$T/ts.err"; rc=$?
+[ $rc = 75 ] && has '^  S: 451 4.7.500 ' && has '^Not sent to every recipient' &&
+	[ "$(ls "$T/out"/*.eml 2>/dev/null | wc -l)" = 1 ] && [ "$(nq)" = 0 ] &&
+	ok "an alias half deferred: EX_TEMPFAIL, sent once, the rest not left queued" ||
+	fail "half deferred: exit $rc, queue $(nq): $(cat "$T/ts.out")"
 
 # --- XOAUTH2: client credentials from the fake Entra ID
 SECRET='cs-Marker.0x5d1-ts-secret'

@@ -600,6 +600,37 @@ damaged_state_is_ignored(void **state)
 	sm_flow_close(&fl);
 }
 
+/* The hold reason from the state file reaches root's mailq and the log:
+ * whatever the file holds, it comes back printable (no terminal escapes). */
+static void
+hostile_hold_reason_is_printable(void **state)
+{
+	struct fx *f = *state;
+	struct sm_flow_limits l;
+	struct sm_flow *fl;
+	struct o365_error err;
+	char path[700], reason[512];
+	long long until = 0;
+	const char *p;
+	FILE *fp;
+
+	limits(&l, 3, 2, 10000);
+	assert_non_null(fl = open_flow(f, &l));		/* makes the directory */
+	snprintf(path, sizeof(path), "%s/relay@contoso.com.flow", f->state);
+	fp = fopen(path, "w");
+	assert_non_null(fp);
+	fprintf(fp, "o365-flow 1\nhold %lld evil\033]0;owned\007\033[2J\rreason\177\n",
+	    f->sh->clock + 900);
+	fclose(fp);
+	assert_int_equal(sm_flow_held(fl, &until, reason, sizeof(reason), &err), O365_OK);
+	assert_int_equal(until, f->sh->clock + 900);
+	assert_non_null(strstr(reason, "evil"));
+	assert_non_null(strstr(reason, "reason"));
+	for (p = reason; *p != '\0'; p++)
+		assert_true((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f);
+	sm_flow_close(&fl);
+}
+
 static void
 state_files_are_private(void **state)
 {
@@ -736,6 +767,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(queue_hold_alerts_once, setup, teardown),
 		cmocka_unit_test_setup_teardown(hold_backoff_and_wait_reasons, setup, teardown),
 		cmocka_unit_test_setup_teardown(damaged_state_is_ignored, setup, teardown),
+		cmocka_unit_test_setup_teardown(hostile_hold_reason_is_printable, setup, teardown),
 		cmocka_unit_test_setup_teardown(state_files_are_private, setup, teardown),
 		cmocka_unit_test_setup_teardown(prepare_dir_for_the_queue_user, setup, teardown),
 		cmocka_unit_test(split_recipient_lists),
