@@ -704,7 +704,8 @@ sm_cli_is_intake(const struct sm_cli *x)
 {
 	switch (x->o.mode) {
 	case SM_MODE_SEND:
-		return x->o.deliv != SM_DELIV_INTERACTIVE;
+		/* -odi only waits for root: others may not run the queue */
+		return x->o.deliv != SM_DELIV_INTERACTIVE || geteuid() != 0;
 	case SM_MODE_LIST:
 	case SM_MODE_VERIFY:
 	case SM_MODE_SMTP:

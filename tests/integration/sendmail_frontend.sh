@@ -24,7 +24,8 @@ for b in "$FRONT" "$TBIN" "$RUNNER" "$OAUTH"; do
 	[ -x "$b" ] || { echo "FAIL: $b not built"; exit 1; }
 done
 T=$(mktemp -d /tmp/o365-smf.XXXXXX)
-trap 'rm -rf "$T"' EXIT
+TCONF=	# set when this test writes the build tree's sendmail-test config
+trap 'rm -rf "$T" ${TCONF:+"$TCONF"}' EXIT
 FAILS=0
 fail() { echo "FAIL: $*"; FAILS=$((FAILS + 1)); }
 ok() { echo "ok: $*"; }
@@ -90,6 +91,22 @@ if [ "$(id -u)" = 0 ]; then
 	LD_DEBUG=libs "$TBIN" -C "$T/xo.conf" -q > /dev/null 2> "$T/xo.libs"
 	grep -q 'libcurl\.so' "$T/xo.libs" && ok "-q with xoauth2: the oauth runner (libcurl) runs it" ||
 		fail "-q with xoauth2: no libcurl loaded: $(grep -v '^ *[0-9]*:' "$T/xo.libs")"
+	# -odi: root waits for the attempt in the runner; anyone else cannot run
+	# the queue, so the front end takes it like -odb (no runner, no OpenSSL).
+	# An ordinary user may not name a config: write the test build's own.
+	echo x | LD_DEBUG=libs "$TBIN" "${C[@]}" -odi someone@contoso.com > /dev/null 2> "$T/odi.libs"
+	grep -q 'libssl\.so' "$T/odi.libs" && ok "-odi (root): the runner is executed" ||
+		fail "-odi (root): no libssl loaded: the runner was not executed"
+	TCONF=$BUILD/sendmail-test
+	mkdir -p "$TCONF" && cp "$T/sendmail.conf" "$TCONF/sendmail.conf" && chmod 755 "$T" "$TCONF"
+	echo x | setpriv --reuid=nobody --regid=nogroup --clear-groups env LD_DEBUG=libs \
+		"$TBIN" -odi someone@contoso.com > /dev/null 2> "$T/odi-user.libs"
+	grep -q 'libconfig\.so' "$T/odi-user.libs" && grep -q "$T/spool" "$T/odi-user.libs" &&
+		ok "-odi (user): the front end read the test config and went for the spool" ||
+		fail "-odi (user): $(grep -v '^ *[0-9]*:' "$T/odi-user.libs")"
+	grep -Eq "$HEAVY" "$T/odi-user.libs" &&
+		fail "-odi (user) loaded $(grep -Eo "$HEAVY" "$T/odi-user.libs" | sort -u | tr '\n' ' ')" ||
+		ok "-odi (user): taken by the front end like -odb, no OpenSSL loaded"
 fi
 grep -q "libexec/o365-unix/o365-sendmail-runner" "$FRONT" && ok "o365-sendmail execs the libexec runner" ||
 	fail "o365-sendmail does not name libexec/o365-unix/o365-sendmail-runner"
