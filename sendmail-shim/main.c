@@ -5,10 +5,12 @@
  * --queue-runner, -odi, --probe, --test-send, --check, --init, --oauth-login
  * and the detached runner that -odb starts.
  *
- * Built twice: o365-sendmail-runner (with xoauth_none.c: OpenSSL but no
- * libcurl or json-c), which execs o365-sendmail-runner-oauth (SM_OAUTH_
- * RUNNER_PATH; the token store of xoauth.c) for auth.mechanism "xoauth2",
- * --init and --oauth-login, argv unchanged.
+ * Built twice: o365-sendmail-runner (with xoauth_child.c: OpenSSL but no
+ * libcurl or json-c; for auth.mechanism "xoauth2" each token is fetched in a
+ * child that loads the token module o365-sendmail-oauth.so, SM_OAUTH_
+ * MODULE_PATH), which execs o365-sendmail-runner-oauth (SM_OAUTH_RUNNER_PATH;
+ * the token store of xoauth_store.c in the process), argv unchanged, for
+ * --oauth-login and the certificate credential.
  */
 #include <errno.h>
 #include <pwd.h>
@@ -371,8 +373,10 @@ main(int argc, char **argv)
 		return rc;
 	}
 #ifdef SM_OAUTH_RUNNER_PATH
-	/* this program has no token store (xoauth_none.c): the one that has */
-	if (sm_xoauth_enabled(&x.c) || x.o.mode == SM_MODE_INIT || x.o.mode == SM_MODE_OAUTH_LOGIN) {
+	/* this program fetches tokens in a child (xoauth_child.c); what needs
+	 * the token store or the certificate parser here runs in the one that has */
+	if (x.o.mode == SM_MODE_OAUTH_LOGIN || (sm_xoauth_enabled(&x.c) &&
+	    x.c.oauth_certificate_file != NULL && x.c.oauth_certificate_file[0] != '\0')) {
 		sm_cli_close(&x);
 		execv(SM_OAUTH_RUNNER_PATH, argv);
 		sm_cli_die("cannot run %s: %s", SM_OAUTH_RUNNER_PATH, strerror(errno));

@@ -14,19 +14,29 @@
 #include "o365/secret.h"
 #include "xoauth.h"
 
-#define LOGIN_DEADLINE_MS	(20 * 60 * 1000)	/* a device code lives 15 minutes */
-
 static int
 set(const char *s)
 {
 	return s != NULL && s[0] != '\0';
 }
 
+/* o365_tokstore_grant_name() without the token store */
+static const char *
+grant_name(enum o365_tokstore_grant g)
+{
+	switch (g) {
+	case O365_TOKSTORE_CLIENT_CREDENTIALS:
+		return "client_credentials";
+	case O365_TOKSTORE_REFRESH_TOKEN:
+		return "refresh_token";
+	}
+	return "?";
+}
+
 int
 sm_xoauth_init(struct sm_xoauth *x, const struct sm_conf *c, const struct o365_tls_opts *tls,
     uid_t quid, int read_secret, struct o365_error *err)
 {
-	struct o365_jwt_cert_info ci;
 	int n, r;
 
 	memset(x, 0, sizeof(*x));
@@ -54,13 +64,7 @@ sm_xoauth_init(struct sm_xoauth *x, const struct sm_conf *c, const struct o365_t
 		if (!read_secret)
 			return O365_OK;
 		/* the key like a secret file: root-owned, read as root */
-		if ((r = o365_jwt_key_load(c->oauth_certificate_file, c->oauth_private_key_file, 0,
-		    &x->client_key, err)) != O365_OK)
-			return r;
-		o365_jwt_key_info(x->client_key, &ci);
-		snprintf(x->thumbprint, sizeof(x->thumbprint), "%s", ci.thumbprint);
-		x->cfg.client_key = x->client_key;
-		return O365_OK;
+		return sm_xoauth_load_key(x, err);
 	}
 	x->cfg.client_secret_file = c->oauth_client_secret_file;
 	if (!read_secret)
@@ -78,8 +82,7 @@ sm_xoauth_free(struct sm_xoauth *x)
 {
 	o365_secret_free(&x->client_secret);
 	x->cfg.client_secret = NULL;
-	o365_jwt_key_free(&x->client_key);
-	x->cfg.client_key = NULL;
+	sm_xoauth_free_key(x);
 }
 
 int
@@ -93,10 +96,10 @@ sm_xoauth_auth(struct sm_xoauth *x, struct o365_smtp *s, int force,
 
 	*from_endpoint = 1;
 	memset(oerr, 0, sizeof(*oerr));
-	if ((r = o365_tokstore_get(&x->cfg, force, dl, lg, &tok, &exp, oerr, err)) != O365_OK)
+	if ((r = sm_xoauth_token(x, force, dl, lg, &tok, &exp, oerr, err)) != O365_OK)
 		return r;
 	o365_log(lg, LOG_DEBUG, "xoauth2: identity=%s grant=%s token expires in %llds%s",
-	    x->cfg.identity, o365_tokstore_grant_name(x->cfg.grant),
+	    x->cfg.identity, grant_name(x->cfg.grant),
 	    (long long)(exp - time(NULL)), force ? " (refreshed)" : "");
 	*from_endpoint = 0;
 	r = o365_smtp_auth(s, O365_SASL_XOAUTH2, x->cfg.identity, tok->data, tok->len, dl, err);
@@ -191,50 +194,6 @@ sm_xoauth_alert_text(const struct sm_xoauth *x, int from_endpoint, int r,
 		    id, err->why);
 }
 
-/* The certificate credential: file, thumbprint, subject, expiry; never the key. */
-static void
-print_certificate(const struct sm_xoauth *x, FILE *fp)
-{
-	struct o365_jwt_cert_info ci;
-	char when[64];
-	struct tm tm;
-	time_t now = time(NULL);
-
-	o365_jwt_key_info(x->client_key, &ci);
-	if (gmtime_r(&ci.not_after, &tm) == NULL ||
-	    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
-		snprintf(when, sizeof(when), "?");
-	fprintf(fp, "oauth2: certificate %s, thumbprint %s, subject %s, expires %s (%s)\n",
-	    x->certificate_file, ci.thumbprint, ci.subject, when,
-	    ci.not_after <= now ? "EXPIRED: upload a new one" :
-	    ci.not_after - now < 30 * 86400 ? "in less than 30 days: renew it" : "ok");
-}
-
-int
-sm_xoauth_print_status(const struct sm_xoauth *x, FILE *fp, struct o365_error *err)
-{
-	struct o365_tokstore_status st;
-	char when[64];
-	struct tm tm;
-	int r;
-
-	if ((r = o365_tokstore_status(&x->cfg, &st, err)) != O365_OK)
-		return r;
-	fprintf(fp, "oauth2: identity %s, tenant %s, client_id %s, grant %s, scope %s\n",
-	    st.identity, st.tenant, st.client_id, st.grant, st.scope);
-	if (x->client_key != NULL)
-		print_certificate(x, fp);
-	if (st.cached && localtime_r(&st.expires_at, &tm) != NULL &&
-	    strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S %z", &tm) > 0)
-		fprintf(fp, "oauth2: cached access token expires %s (in %llds)\n", when,
-		    (long long)(st.expires_at - time(NULL)));
-	else
-		fprintf(fp, "oauth2: no cached access token (one is requested on the next run)\n");
-	if (!st.secret_ok)
-		return o365_error_set(err, O365_E_CONFIG, "%s", st.secret_why);
-	return O365_OK;
-}
-
 int
 sm_xoauth_tls(const struct sm_conf *c, struct o365_tls_opts *out, struct o365_error *err)
 {
@@ -264,86 +223,4 @@ sm_xoauth_init_state(const char *queue_dir, uid_t quid, gid_t qgid, struct o365_
 		return o365_error_set(err, O365_E_IO, "cannot set the owner or mode of %s: %s", path,
 		    strerror(errno));
 	return O365_OK;
-}
-
-/* What --oauth-login has told the user while waiting. */
-struct login_ui {
-	FILE	*fp;
-	long	 said_left;	/* "left" when "still waiting" was last printed, -1: never */
-};
-
-#define LOGIN_SAY_EVERY	60	/* seconds between two "still waiting" lines */
-
-static void
-show_code(void *ctx, const struct o365_devicecode *dc)
-{
-	struct login_ui *ui = ctx;
-
-	if (dc->message[0] != '\0')
-		fprintf(ui->fp, "%s\n", dc->message);
-	else
-		fprintf(ui->fp, "To sign in, open %s and enter the code %s\n", dc->verification_uri,
-		    dc->user_code);
-	fprintf(ui->fp, "waiting for the sign-in (polling every %lds, the code expires in %lds)...\n",
-	    dc->interval, dc->expires_in);
-	fflush(ui->fp);
-}
-
-/* Each poll that goes on waiting: say so, without a line every few seconds. */
-static void
-show_poll(void *ctx, const char *state, long interval, long left)
-{
-	struct login_ui *ui = ctx;
-
-	if (strcmp(state, "slow_down") == 0)
-		fprintf(ui->fp, "the sign-in service asked to poll more slowly: now every %lds\n",
-		    interval);
-	else if (strcmp(state, "busy") == 0)
-		fprintf(ui->fp, "the sign-in service is busy: trying again in %lds\n", interval);
-	else if (ui->said_left < 0 || ui->said_left - left >= LOGIN_SAY_EVERY)
-		fprintf(ui->fp, "still waiting for the sign-in (the code expires in %lds)...\n", left);
-	else
-		return;
-	if (strcmp(state, "authorization_pending") == 0)
-		ui->said_left = left;
-	fflush(ui->fp);
-}
-
-int
-sm_xoauth_login(struct sm_xoauth *x, gid_t qgid, FILE *fp, const struct o365_log *lg,
-    struct o365_oauth_error *oerr, struct o365_error *err)
-{
-	struct login_ui ui = { .fp = fp, .said_left = -1 };
-	struct o365_deadline dl;
-	int r;
-
-	memset(oerr, 0, sizeof(*oerr));
-	o365_deadline_in(&dl, LOGIN_DEADLINE_MS);
-	x->cfg.poll_fn = show_poll;
-	x->cfg.poll_ctx = &ui;
-	r = o365_tokstore_device_login(&x->cfg, show_code, &ui, &dl, lg, oerr, err);
-	x->cfg.poll_fn = NULL;
-	x->cfg.poll_ctx = NULL;
-	/* the runner rewrites it on rotation: its group must be the runner's too */
-	if (r == O365_OK && (chown(x->cfg.refresh_token_file, x->cfg.owner_uid, qgid) == -1 ||
-	    chmod(x->cfg.refresh_token_file, 0600) == -1))
-		r = o365_error_set(err, O365_E_IO, "cannot give %s to the queue user: %s",
-		    x->cfg.refresh_token_file, strerror(errno));
-	if (r == O365_OK) {
-		fprintf(fp, "signed in: the refresh token for %s is stored in %s\n", x->cfg.identity,
-		    x->cfg.refresh_token_file);
-		return O365_OK;
-	}
-	if (r == O365_E_AUTH && strcmp(oerr->error, "authorization_declined") == 0)
-		fprintf(fp, "sign-in declined: nothing stored; run --oauth-login again to retry\n");
-	else if (r == O365_E_AUTH && strcmp(oerr->error, "expired_token") == 0)
-		fprintf(fp, "the code expired before the sign-in: nothing stored; run --oauth-login "
-		    "again\n");
-	else if (r == O365_E_TIMEOUT)
-		fprintf(fp, "no sign-in before the code expired: nothing stored; run --oauth-login "
-		    "again\n");
-	else
-		fprintf(fp, "sign-in failed: nothing stored\n");
-	fflush(fp);
-	return r;
 }

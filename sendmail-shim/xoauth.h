@@ -68,6 +68,23 @@ int	sm_xoauth_auth(struct sm_xoauth *x, struct o365_smtp *s, int force,
 	    struct o365_oauth_error *oerr, struct o365_error *err) O365_MUST_CHECK;
 
 /*
+ * The three parts of the above that differ between the programs:
+ * xoauth_store.c (o365-sendmail-runner-oauth: the token store in the
+ * process) and xoauth_child.c (o365-sendmail-runner: a child per token that
+ * loads the token module, which exports sm_tokmod_get and sm_tokmod_status).  load_key: the
+ * certificate credential, as root; token: like o365_tokstore_get().
+ */
+int	sm_xoauth_load_key(struct sm_xoauth *x, struct o365_error *err) O365_MUST_CHECK;
+void	sm_xoauth_free_key(struct sm_xoauth *x);
+int	sm_xoauth_token(struct sm_xoauth *x, int force, const struct o365_deadline *dl,
+	    const struct o365_log *lg, struct o365_secret **tok, time_t *exp,
+	    struct o365_oauth_error *oerr, struct o365_error *err) O365_MUST_CHECK;
+int	sm_tokmod_get(const struct o365_tokstore_cfg *cfg, int force, const struct o365_deadline *dl,
+	    const struct o365_log *lg, struct o365_secret **tok, time_t *exp,
+	    struct o365_oauth_error *oerr, struct o365_error *err);
+int	sm_tokmod_status(const struct sm_xoauth *x, FILE *fp, struct o365_error *err);
+
+/*
  * Non-zero when the token the open session authenticated with is about to
  * expire at now, so the runner should start a new session (and so get a new
  * token) before the next message: when it has less than

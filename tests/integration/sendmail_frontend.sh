@@ -7,8 +7,9 @@
 #   - at run time (LD_DEBUG=libs) a -bv and a -bp load libconfig (the
 #     detector works) and none of those libraries;
 #   - -q, which must reach the network, does load libssl: through the
-#     runner, which the front end execs (argv unchanged); libcurl only when
-#     auth.mechanism is xoauth2 (the runner execs o365-sendmail-runner-oauth);
+#     runner, which the front end execs (argv unchanged); no libcurl, also
+#     when auth.mechanism is xoauth2 (the runner loads the token module
+#     only in a child per token: sendmail_xoauth2.sh checks a delivery);
 #   - the installed front end names the libexec runner;
 #   - neither installed program reads a test-only variable (the test clock,
 #     the write fault hook).
@@ -54,6 +55,8 @@ for b in "$RUNNER" "$BUILD/sendmail-shim/o365-sendmail-runner-test"; do
 done
 readelf -d "$OAUTH" | grep NEEDED | grep -q 'libcurl\.so' && ok "oauth runner links libcurl" ||
 	fail "o365-sendmail-runner-oauth does not link libcurl"
+readelf -d "$BUILD/sendmail-shim/o365-sendmail-oauth.so" | grep NEEDED | grep -q 'libcurl\.so' &&
+	ok "the token module links libcurl" || fail "o365-sendmail-oauth.so does not link libcurl"
 
 # run time: a config the -bv and -bp modes accept (no queue needed for -bv)
 cat > "$T/sendmail.conf" <<CONF
@@ -83,14 +86,19 @@ if [ "$(id -u)" = 0 ]; then
 		fail "-q: the runner did not report the missing queue user: $(grep -v '^ *[0-9]*:' "$T/q.libs")"
 	grep -q 'libcurl\.so' "$T/q.libs" && fail "-q (auth login) loaded libcurl" ||
 		ok "-q with auth login: no libcurl loaded"
-	# xoauth2: the runner hands over to the oauth runner, which loads libcurl
+	# xoauth2: the runner itself runs the queue (and would fetch tokens in a
+	# child); here it stops at the missing queue user, before any token
 	sed 's/^auth = {/auth = { mechanism = "xoauth2";/' "$T/sendmail.conf" > "$T/xo.conf"
 	printf 'oauth = { tenant = "contoso.onmicrosoft.com"; client_id = "c"; client_secret_file = "%s"; };\n' \
 		"$T/secret" >> "$T/xo.conf"
 	chmod 644 "$T/xo.conf"
 	LD_DEBUG=libs "$TBIN" -C "$T/xo.conf" -q > /dev/null 2> "$T/xo.libs"
-	grep -q 'libcurl\.so' "$T/xo.libs" && ok "-q with xoauth2: the oauth runner (libcurl) runs it" ||
-		fail "-q with xoauth2: no libcurl loaded: $(grep -v '^ *[0-9]*:' "$T/xo.libs")"
+	grep -q 'libssl\.so' "$T/xo.libs" && grep -q 'queue user o365-nouser' "$T/xo.libs" &&
+		ok "-q with xoauth2: the runner ran it" ||
+		fail "-q with xoauth2: the runner did not run: $(grep -v '^ *[0-9]*:' "$T/xo.libs")"
+	grep -Eq 'lib(curl|json-c)\.so|runner-oauth' "$T/xo.libs" &&
+		fail "-q with xoauth2 loaded libcurl, json-c or the oauth runner" ||
+		ok "-q with xoauth2: no libcurl, json-c, no oauth runner"
 	# -odi: root waits for the attempt in the runner; anyone else cannot run
 	# the queue, so the front end takes it like -odb (no runner, no OpenSSL).
 	# An ordinary user may not name a config: write the test build's own.

@@ -3,6 +3,8 @@
 # against tests/fake/fake_token.py (Entra ID) and tests/fake/fake_exo_smtp.py
 # (Exchange Online: XOAUTH2 only with a valid, unexpired token from the fake).
 #   client credentials: delivered byte for byte, token cached between runs
+#   the delivering runner never loads libcurl or json-c: only the child it
+#     forks per token does (LD_DEBUG=libs, per pid)
 #   app without SendAs rights: one refresh, queue held, one alert, no bounce,
 #     attempts not counted; fixed -> the next run delivers
 #   wrong client secret (invalid_client): held, alert names the secret file
@@ -130,6 +132,29 @@ queue1 3
 runq
 [ "$(neml)" = 3 ] && [ "$(ntok client_credentials)" = 1 ] && ok "second run: cached token used, no request" ||
 	fail "second run: eml=$(neml) requests=$(ntok client_credentials)"
+
+# --- libcurl and json-c only in the token child, never in the runner that
+# keeps the SMTP session: the pids that load them are not the runner's
+if [ -z "$W" ]; then
+	queue1 3b
+	rm -f "$T"/ld.[0-9]*
+	LD_DEBUG=libs LD_DEBUG_OUTPUT=$T/ld $BIN $C -q > "$T/ld.out" 2>&1; rc=$?
+	cat "$T"/ld.[0-9]* > "$T/ld.all" 2>/dev/null
+	pids() { grep -E "^ *[0-9]+:.*calling init: .*$1" "$T/ld.all" | sed 's/^ *\([0-9]*\):.*/\1/' | sort -u; }
+	RUNP=$(pids 'libssl\.so'); CURLP=$(pids 'libcurl\.so'); JSONP=$(pids 'libjson-c\.so')
+	[ $rc = 0 ] && [ "$(neml)" = 4 ] && [ -n "$RUNP" ] && [ -n "$CURLP" ] && [ -n "$JSONP" ] &&
+		ok "LD_DEBUG run: delivered; runner pid(s) $(echo $RUNP), libcurl in pid(s) $(echo $CURLP)" ||
+		fail "LD_DEBUG run: rc=$rc eml=$(neml) runner=[$RUNP] curl=[$CURLP] json=[$JSONP]: $(cat "$T/ld.out")"
+	[ -z "$(comm -12 <(echo "$RUNP") <(echo "$CURLP $JSONP" | tr ' ' '\n' | sort -u))" ] &&
+		ok "the delivering runner never loaded libcurl or json-c" ||
+		fail "libcurl or json-c loaded in the runner: runner=[$RUNP] curl=[$CURLP] json=[$JSONP]"
+	[ -z "$(comm -13 <(pids 'o365-sendmail-oauth\.so') <(echo "$CURLP"))" ] &&
+		ok "libcurl came with the token module" || fail "libcurl loaded without the module"
+	# the counts below are without this message
+	for f in "$T/out"/*.eml; do
+		cmp -s "$f" <(msg 3b | sed 's/$/\r/') && rm -f "$f" "${f%.eml}.env"
+	done
+fi
 
 # --- --check and -v: identity, tenant, grant, expiry
 $W $BIN $C --check > "$T/check.out" 2>&1; rc=$?
