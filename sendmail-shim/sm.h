@@ -11,7 +11,9 @@
  * cli.c      the modes both programs share (submission, -bs, -bv, -bp, control)
  * front.c    o365-sendmail: intake without OpenSSL; execs the runner for the rest
  * main.c     o365-sendmail-runner(-oauth): every mode, network ones included
- * xoauth_none.c  xoauth.h without the token store, for the runner without libcurl
+ * xoauth.c  xoauth2 relay identity; xoauth_store.c the parts with the token store
+ * xoauth_child.c  those parts for the runner without libcurl: a child per token
+ *            loads tokmod.c (o365-sendmail-oauth.so, the token store)
  */
 #ifndef O365_SM_H
 #define O365_SM_H

@@ -19,6 +19,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <signal.h>
 #include <string.h>
@@ -144,19 +145,29 @@ child(const struct tok_job *j, int fd)
 	_exit(ok ? 0 : 1);
 }
 
-/* Read up to size bytes from fd until EOF, within dl. */
+/*
+ * The child keeps dl itself (the token store does); a little longer before
+ * it is killed, so it is not stopped between a rotated refresh token's
+ * answer and storing it.
+ */
+#define CHILD_GRACE_MS	5000
+
+/* Read up to size bytes from fd until EOF, within dl and the grace. */
 static int
 read_reply(int fd, unsigned char *buf, size_t size, size_t *got, const struct o365_deadline *dl,
     struct o365_error *err)
 {
 	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct o365_deadline until;
 	unsigned char one;
 	ssize_t n;
 	int ms;
 
 	*got = 0;
+	ms = o365_deadline_left_ms(dl);
+	o365_deadline_in(&until, ms > INT_MAX - CHILD_GRACE_MS ? INT_MAX : ms + CHILD_GRACE_MS);
 	for (;;) {
-		if ((ms = o365_deadline_left_ms(dl)) <= 0)
+		if ((ms = o365_deadline_left_ms(&until)) <= 0)
 			return o365_error_set(err, O365_E_TIMEOUT, "the token fetch timed out");
 		if ((n = poll(&p, 1, ms)) == -1 && errno != EINTR)
 			return o365_error_set(err, O365_E_IO, "poll: %s", strerror(errno));
