@@ -18,7 +18,6 @@
 #include "probe.h"
 #include "replies.h"
 
-#define PROBE_MIN_MASK	4	/* shorter secrets would mask ordinary text */
 
 struct probe_sink {
 	FILE		*out;
@@ -31,20 +30,28 @@ struct probe_sink {
 	int		 failed;	/* a write to out failed */
 };
 
-/* Write s to out with every copy of the secret replaced. */
+int
+sm_put_masked(FILE *out, const char *s, const char *secret, size_t secretlen)
+{
+	const char *hit;
+	int failed = 0;
+
+	while (secret != NULL && secretlen >= SM_MASK_MIN &&
+	    (hit = memmem(s, strlen(s), secret, secretlen)) != NULL) {
+		if (fwrite(s, 1, (size_t)(hit - s), out) != (size_t)(hit - s) ||
+		    fputs("<secret>", out) == EOF)
+			failed = 1;
+		s = hit + secretlen;
+	}
+	if (fputs(s, out) == EOF)
+		failed = 1;
+	return failed ? -1 : 0;
+}
+
 static void
 probe_put_masked(struct probe_sink *ps, const char *s)
 {
-	const char *hit;
-
-	while (ps->secretlen >= PROBE_MIN_MASK &&
-	    (hit = memmem(s, strlen(s), ps->secret, ps->secretlen)) != NULL) {
-		if (fwrite(s, 1, (size_t)(hit - s), ps->out) != (size_t)(hit - s) ||
-		    fputs("<secret>", ps->out) == EOF)
-			ps->failed = 1;
-		s = hit + ps->secretlen;
-	}
-	if (fputs(s, ps->out) == EOF)
+	if (sm_put_masked(ps->out, s, ps->secret, ps->secretlen) != 0)
 		ps->failed = 1;
 }
 

@@ -40,4 +40,13 @@ struct sm_probe_opts {
  */
 int	sm_probe(const struct sm_probe_opts *o, FILE *out, struct o365_error *err) O365_MUST_CHECK;
 
+#define SM_MASK_MIN	4	/* shorter secrets would mask ordinary text */
+
+/*
+ * Write s to out with every copy of secret (secretlen bytes; NULL or shorter
+ * than SM_MASK_MIN: nothing masked) replaced by "<secret>".  For the
+ * transcripts of --probe and --test-send.  0, or -1 when a write failed.
+ */
+int	sm_put_masked(FILE *out, const char *s, const char *secret, size_t secretlen);
+
 #endif

@@ -18,12 +18,12 @@
 #include <unistd.h>
 
 #include "o365/secret.h"
+#include "probe.h"
 #include "relay.h"
 #include "replies.h"
 #include "testsend.h"
 #include "xoauth.h"
 
-#define TS_MIN_MASK	4	/* shorter secrets would mask ordinary text */
 #define TS_NOT_BEFORE	86400	/* seconds the timer's runs leave the test message alone */
 
 struct ts_sink {
@@ -35,20 +35,10 @@ struct ts_sink {
 	int			 failed;	/* a write to out failed */
 };
 
-/* Write s to out with every copy of the secret replaced. */
 static void
 ts_put(struct ts_sink *ts, const char *s)
 {
-	const char *hit;
-
-	while (ts->secretlen >= TS_MIN_MASK &&
-	    (hit = memmem(s, strlen(s), ts->secret, ts->secretlen)) != NULL) {
-		if (fwrite(s, 1, (size_t)(hit - s), ts->out) != (size_t)(hit - s) ||
-		    fputs("<secret>", ts->out) == EOF)
-			ts->failed = 1;
-		s = hit + ts->secretlen;
-	}
-	if (fputs(s, ts->out) == EOF)
+	if (sm_put_masked(ts->out, s, ts->secret, ts->secretlen) != 0)
 		ts->failed = 1;
 }
 
